@@ -293,7 +293,7 @@ mod tests {
         let rendered = loaded.sources.render_all(&diags);
         assert_eq!(
             rendered,
-            "/etc/e/main.toml:1:35: error: include cycle: /etc/e/main.toml includes itself\n"
+            "/etc/e/main.toml:1:28: error: include cycle: /etc/e/main.toml includes itself\n"
         );
     }
 }
