@@ -7,3 +7,7 @@
 
 pub mod config;
 pub mod diag;
+pub mod expr;
+pub mod meta;
+pub mod model;
+pub mod validate;
