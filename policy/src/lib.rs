@@ -5,9 +5,63 @@
 //! [`config::FileSource`]), time and hash keys in.
 #![forbid(unsafe_code)]
 
+pub mod compile;
 pub mod config;
 pub mod diag;
 pub mod expr;
 pub mod meta;
 pub mod model;
 pub mod validate;
+pub mod egress;
+pub mod explain;
+
+use std::path::Path;
+
+pub use compile::{CompiledPolicy, Decision, decide_reference};
+pub use config::{FileSource, MemFiles};
+pub use diag::{Diagnostic, Diagnostics, Severity, SourceMap};
+pub use meta::ConnMeta;
+pub use model::{Policy, PoolId, RuleId};
+
+/// The outcome of reading and validating a configuration.
+#[derive(Debug)]
+pub struct Checked {
+    pub sources: SourceMap,
+    pub diags: Diagnostics,
+    /// Present when there was no error.
+    pub policy: Option<Policy>,
+    /// Every file read (the root first), for reloads.
+    pub files: Vec<std::path::PathBuf>,
+}
+
+impl Checked {
+    /// Every diagnostic as `file:line:col: severity: message` lines.
+    pub fn render(&self) -> String {
+        self.sources.render_all(&self.diags)
+    }
+}
+
+/// Reads, parses and validates the configuration at `root`. Fails only when the root file
+/// cannot be read.
+pub fn check_file(root: &Path, fs: &dyn FileSource) -> Result<Checked, String> {
+    let mut diags = Diagnostics::default();
+    let loaded = config::load(root, fs, &mut diags)?;
+    let policy = validate::validate(&loaded, &mut diags);
+    Ok(Checked {
+        sources: loaded.sources,
+        diags,
+        policy,
+        files: loaded.files,
+    })
+}
+
+/// As [`check_file`], for a configuration held in a string.
+pub fn check_str(name: &str, text: &str) -> Checked {
+    let fs = MemFiles::new().with(name, text);
+    check_file(Path::new(name), &fs).unwrap_or_else(|e| Checked {
+        sources: SourceMap::default(),
+        diags: Diagnostics::default(),
+        policy: None,
+        files: vec![e.into()],
+    })
+}

@@ -106,16 +106,6 @@ pub fn load(root: &Path, fs: &dyn FileSource, diags: &mut Diagnostics) -> Result
     Ok(loaded)
 }
 
-/// Reads a configuration held in a string (the embedded default, tests).
-pub fn load_str(name: &str, text: &str, diags: &mut Diagnostics) -> Loaded {
-    let fs = MemFiles::new().with(name, text);
-    load(Path::new(name), &fs, diags).unwrap_or_else(|_| Loaded {
-        sources: SourceMap::default(),
-        spec: ConfigSpec::default(),
-        base_dir: PathBuf::new(),
-        files: Vec::new(),
-    })
-}
 
 fn load_file(
     path: &Path,
