@@ -107,7 +107,7 @@ mod tests {
 
     #[test]
     fn ip_ranges_merge_and_search() {
-        let nets: Vec<IpNet> = ["10.0.0.0/24", "10.0.1.0/24", "10.0.0.128/25", "192.168.1.1", "::1"]
+        let nets: Vec<IpNet> = ["10.0.0.0/24", "10.0.1.0/24", "10.0.0.128/25", "192.168.1.1/32", "::1/128"]
             .iter()
             .map(|s| s.parse().unwrap())
             .collect();
