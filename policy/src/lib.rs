@@ -5,6 +5,7 @@
 //! [`config::FileSource`]), time and hash keys in.
 #![forbid(unsafe_code)]
 
+pub mod artifact;
 pub mod compile;
 pub mod config;
 pub mod diag;

@@ -1,0 +1,55 @@
+//! `egressd check`: every diagnostic as `file:line:col: severity: message`, then the
+//! policy's `[[test]]` cases. Exit 1 on any error or failed test.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use egressd_policy::CompiledPolicy;
+use egressd_policy::explain::run_tests;
+
+use super::{EXIT_DIAGNOSTICS, fail};
+use crate::files::{Source, load};
+
+pub fn run(path: &Path) -> ExitCode {
+    let source = match load(path) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let (policy, sources, errors, warnings) = match source {
+        Source::Config(c) => {
+            print!("{}", c.render());
+            let errors = c.diags.error_count();
+            let warnings = c.diags.items.len() - errors;
+            (c.policy, Some(c.sources), errors, warnings)
+        }
+        Source::Artifact(p) => (Some(p), None, 0, 0),
+    };
+    let mut failed = 0;
+    let mut passed = 0;
+    if let Some(policy) = policy {
+        let table = CompiledPolicy::new(policy);
+        for t in run_tests(&table) {
+            let at = sources.as_ref().map_or_else(|| t.name.clone(), |s| s.position(t.loc));
+            if t.failures.is_empty() {
+                passed += 1;
+            } else {
+                failed += 1;
+                for f in &t.failures {
+                    println!("{at}: test failed: \"{}\": {f}", t.name);
+                }
+            }
+        }
+        let s = table.stats();
+        println!(
+            "{}: {} rules ({} enabled, {} checked for every connection), {} errors, {} warnings, tests: {passed} passed, {failed} failed",
+            path.display(), s.rules, s.enabled, s.unindexed, errors, warnings
+        );
+    } else {
+        println!("{}: {errors} errors, {warnings} warnings", path.display());
+    }
+    if errors > 0 || failed > 0 {
+        ExitCode::from(EXIT_DIAGNOSTICS)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
