@@ -12,6 +12,7 @@ pub mod diag;
 pub mod expr;
 pub mod meta;
 pub mod model;
+pub mod synth;
 pub mod validate;
 pub mod egress;
 pub mod explain;

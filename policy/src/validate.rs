@@ -149,7 +149,9 @@ impl Validator<'_> {
                 self.rule(r, i, &mut rule_names, &pool_names, &list_table, &pools, geoip.is_some())
             })
             .collect();
-        self.order_warnings(&rules, spec.rules.first().map(|r| r.loc));
+        if rules.len() == spec.rules.len() {
+            self.order_warnings(&rules, spec.rules.first().map(|r| r.loc));
+        }
 
         let mut test_names = Names::new("test");
         let ctx = TestCtx {
@@ -538,8 +540,9 @@ impl Validator<'_> {
                     r.name, enabled[catch_all].name));
             }
         }
+        let has_catch_all = enabled.iter().any(|r| r.is_catch_all());
         match enabled.last() {
-            Some(last) if !last.is_catch_all() => self.diags.warning(last.loc, format!(
+            Some(last) if !has_catch_all => self.diags.warning(last.loc, format!(
                 "the last enabled rule \"{}\" is not a catch-all: unmatched connections get [policy] default_action",
                 last.name)),
             None if first_loc.is_some() => {

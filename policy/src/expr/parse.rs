@@ -407,8 +407,17 @@ impl<'a> Parser<'a> {
     fn int_pred(&mut self, field: Field) -> PResult<IntPred> {
         let (op, os, oe) = self.operator()?;
         self.skip_ws();
+        let port = |p: &mut Self| {
+            p.port().map_err(|e| {
+                if e.message == "expected a port number" {
+                    p.err(e.start, e.end, format!("`{}` compares ports: expected a number from 0 to 65535", field.name()))
+                } else {
+                    e
+                }
+            })
+        };
         match op {
-            Op::Cmp(c) => Ok(IntPred::Cmp(c, self.port()?)),
+            Op::Cmp(c) => Ok(IntPred::Cmp(c, port(self)?)),
             Op::In if self.rest().starts_with('$') => {
                 Ok(IntPred::InList(self.list_ref(field, &[ListKind::Port])?))
             }
@@ -479,7 +488,8 @@ impl<'a> Parser<'a> {
                     Ok(regex) => Ok(StrPred::Matches(Pattern { source, regex })),
                     Err(e) => {
                         let why = e.to_string();
-                        let last = why.lines().last().unwrap_or("").trim().to_string();
+                        let last = why.lines().last().unwrap_or("").trim();
+                        let last = last.strip_prefix("error: ").unwrap_or(last).to_string();
                         Err(self.err(start, self.pos, format!("invalid regular expression: {last}")))
                     }
                 }
@@ -572,7 +582,7 @@ mod tests {
         assert_eq!(err("net.dst.port in $hosts").1,
             "list `$hosts` holds host items, but `net.dst.port` needs a list of kind port");
         assert_eq!(err("net.dst.ip == 300.1.1.1").0, "300.1.1.1");
-        assert_eq!(err("net.dst.port == \"80\"").1, "expected a port number");
+        assert_eq!(err("net.dst.port == \"80\"").1, "`net.dst.port` compares ports: expected a number from 0 to 65535");
         assert_eq!(err("net.dst.port == 70000").1, "port out of range (0 to 65535)");
         assert_eq!(err("net.fqdn.host == 3").1,
             "`net.fqdn.host` compares strings: expected a string in double quotes");

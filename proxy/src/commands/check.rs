@@ -41,15 +41,19 @@ pub fn run(path: &Path) -> ExitCode {
         }
         let s = table.stats();
         println!(
-            "{}: {} rules ({} enabled, {} checked for every connection), {} errors, {} warnings, tests: {passed} passed, {failed} failed",
-            path.display(), s.rules, s.enabled, s.unindexed, errors, warnings
+            "{}: {} ({} enabled, {} checked for every connection), {}, {}, tests: {passed} passed, {failed} failed",
+            path.display(), count(s.rules, "rule"), s.enabled, s.unindexed, count(errors, "error"), count(warnings, "warning")
         );
     } else {
-        println!("{}: {errors} errors, {warnings} warnings", path.display());
+        println!("{}: {}, {}", path.display(), count(errors, "error"), count(warnings, "warning"));
     }
     if errors > 0 || failed > 0 {
         ExitCode::from(EXIT_DIAGNOSTICS)
     } else {
         ExitCode::SUCCESS
     }
+}
+
+fn count(n: usize, what: &str) -> String {
+    if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") }
 }
