@@ -18,7 +18,9 @@ const HEADER: usize = 8 + 4 + 8 + 32;
 pub enum ArtifactError {
     #[error("not an egressd compiled policy (bad magic bytes)")]
     NotAnArtifact,
-    #[error("compiled policy has format version {found}; this egressd reads version {expected}: recompile it with `egressd compile`")]
+    #[error(
+        "compiled policy has format version {found}; this egressd reads version {expected}: recompile it with `egressd compile`"
+    )]
     Version { found: u32, expected: u32 },
     #[error("compiled policy is truncated: expected {expected} bytes, found {found}")]
     Truncated { expected: u64, found: u64 },
@@ -37,12 +39,15 @@ fn config() -> impl bincode::config::Config {
 }
 
 fn encode_payload(policy: &Policy) -> Result<Vec<u8>, ArtifactError> {
-    bincode::serde::encode_to_vec(policy, config()).map_err(|e| ArtifactError::Encode(e.to_string()))
+    bincode::serde::encode_to_vec(policy, config())
+        .map_err(|e| ArtifactError::Encode(e.to_string()))
 }
 
 /// Hex SHA-256 of the policy's canonical encoding: equal policies have equal hashes.
 pub fn content_hash(policy: &Policy) -> String {
-    encode_payload(policy).map(|p| hex(&Sha256::digest(&p))).unwrap_or_default()
+    encode_payload(policy)
+        .map(|p| hex(&Sha256::digest(&p)))
+        .unwrap_or_default()
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -71,20 +76,36 @@ pub fn decode(bytes: &[u8]) -> Result<Policy, ArtifactError> {
     if !is_artifact(bytes) {
         return Err(ArtifactError::NotAnArtifact);
     }
-    let field = |range: std::ops::Range<usize>| bytes.get(range).ok_or(ArtifactError::Truncated {
-        expected: HEADER as u64,
-        found: bytes.len() as u64,
-    });
-    let version = u32::from_le_bytes(field(8..12)?.try_into().map_err(|_| ArtifactError::NotAnArtifact)?);
+    let field = |range: std::ops::Range<usize>| {
+        bytes.get(range).ok_or(ArtifactError::Truncated {
+            expected: HEADER as u64,
+            found: bytes.len() as u64,
+        })
+    };
+    let version = u32::from_le_bytes(
+        field(8..12)?
+            .try_into()
+            .map_err(|_| ArtifactError::NotAnArtifact)?,
+    );
     if version != FORMAT_VERSION {
-        return Err(ArtifactError::Version { found: version, expected: FORMAT_VERSION });
+        return Err(ArtifactError::Version {
+            found: version,
+            expected: FORMAT_VERSION,
+        });
     }
-    let len = u64::from_le_bytes(field(12..20)?.try_into().map_err(|_| ArtifactError::NotAnArtifact)?);
+    let len = u64::from_le_bytes(
+        field(12..20)?
+            .try_into()
+            .map_err(|_| ArtifactError::NotAnArtifact)?,
+    );
     let hash = field(20..HEADER)?;
     let payload = &bytes[HEADER..];
     let have = payload.len() as u64;
     if have < len {
-        return Err(ArtifactError::Truncated { expected: HEADER as u64 + len, found: bytes.len() as u64 });
+        return Err(ArtifactError::Truncated {
+            expected: HEADER as u64 + len,
+            found: bytes.len() as u64,
+        });
     }
     if have > len {
         return Err(ArtifactError::Trailing(have - len));
@@ -95,7 +116,10 @@ pub fn decode(bytes: &[u8]) -> Result<Policy, ArtifactError> {
     let (policy, used) = bincode::serde::decode_from_slice::<Policy, _>(payload, config())
         .map_err(|e| ArtifactError::Decode(e.to_string()))?;
     if used != payload.len() {
-        return Err(ArtifactError::Decode(format!("{} bytes left undecoded", payload.len() - used)));
+        return Err(ArtifactError::Decode(format!(
+            "{} bytes left undecoded",
+            payload.len() - used
+        )));
     }
     Ok(policy)
 }
@@ -141,11 +165,23 @@ action = "default"
     fn every_damage_is_a_clear_error() {
         let bytes = encode(&sample()).unwrap();
         assert_eq!(decode(b"[proxy]\n"), Err(ArtifactError::NotAnArtifact));
-        assert!(matches!(decode(&bytes[..bytes.len() - 1]), Err(ArtifactError::Truncated { .. })));
-        assert!(matches!(decode(&bytes[..10]), Err(ArtifactError::Truncated { .. })));
+        assert!(matches!(
+            decode(&bytes[..bytes.len() - 1]),
+            Err(ArtifactError::Truncated { .. })
+        ));
+        assert!(matches!(
+            decode(&bytes[..10]),
+            Err(ArtifactError::Truncated { .. })
+        ));
         let mut other = bytes.clone();
         other[8] = 99;
-        assert_eq!(decode(&other), Err(ArtifactError::Version { found: 99, expected: FORMAT_VERSION }));
+        assert_eq!(
+            decode(&other),
+            Err(ArtifactError::Version {
+                found: 99,
+                expected: FORMAT_VERSION
+            })
+        );
         let mut flipped = bytes.clone();
         let last = flipped.len() - 3;
         flipped[last] ^= 0x40;

@@ -207,11 +207,7 @@ impl SourceMap {
     }
 
     pub fn render_all(&self, diags: &Diagnostics) -> String {
-        diags
-            .items
-            .iter()
-            .map(|d| self.render(d) + "\n")
-            .collect()
+        diags.items.iter().map(|d| self.render(d) + "\n").collect()
     }
 }
 

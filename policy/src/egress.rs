@@ -17,7 +17,11 @@ pub enum IpFamily {
 
 impl IpFamily {
     pub fn of(ip: IpAddr) -> Self {
-        if ip.is_ipv4() { IpFamily::V4 } else { IpFamily::V6 }
+        if ip.is_ipv4() {
+            IpFamily::V4
+        } else {
+            IpFamily::V6
+        }
     }
 }
 
@@ -93,7 +97,11 @@ pub fn ipv6_in_prefix(net: Ipv6Net, select: Ipv6Select, key: u64) -> Ipv6Addr {
     if host_bits == 0 {
         return net.network();
     }
-    let host_mask = if host_bits == 128 { u128::MAX } else { (1u128 << host_bits) - 1 };
+    let host_mask = if host_bits == 128 {
+        u128::MAX
+    } else {
+        (1u128 << host_bits) - 1
+    };
     let host = match select {
         Ipv6Select::First => 1,
         Ipv6Select::Sticky | Ipv6Select::PerConnection => {
@@ -111,7 +119,12 @@ pub fn ipv6_in_prefix(net: Ipv6Net, select: Ipv6Select, key: u64) -> Ipv6Addr {
 /// addresses that are cooling down. An empty plan means the pool's fallback applies at once.
 pub fn plan(pool: &Pool, dst: IpAddr, key: u64, is_down: impl Fn(IpAddr) -> bool) -> EgressPlan {
     let attempts = match dst {
-        IpAddr::V4(_) => pool.ipv4.iter().map(|a| IpAddr::V4(*a)).filter(|a| !is_down(*a)).collect(),
+        IpAddr::V4(_) => pool
+            .ipv4
+            .iter()
+            .map(|a| IpAddr::V4(*a))
+            .filter(|a| !is_down(*a))
+            .collect(),
         IpAddr::V6(_) => pool
             .ipv6
             .iter()
@@ -142,7 +155,9 @@ impl Cooldown {
     }
 
     pub fn is_down(&self, ip: IpAddr, now_ms: u64) -> bool {
-        self.down.iter().any(|(a, until)| *a == ip && now_ms < *until)
+        self.down
+            .iter()
+            .any(|(a, until)| *a == ip && now_ms < *until)
     }
 
     /// Forgets addresses whose cool-down has passed.
@@ -159,7 +174,10 @@ mod tests {
         Pool {
             name: "p".into(),
             location: None,
-            ipv4: vec!["198.51.100.10".parse().unwrap(), "198.51.100.11".parse().unwrap()],
+            ipv4: vec![
+                "198.51.100.10".parse().unwrap(),
+                "198.51.100.11".parse().unwrap(),
+            ],
             ipv6: vec!["2001:db8:10::/64".parse().unwrap()],
             ipv6_select: Ipv6Select::Sticky,
             fallback: Fallback::Deny,
@@ -173,10 +191,22 @@ mod tests {
         let p = pool();
         let dst: IpAddr = "203.0.113.10".parse().unwrap();
         let mut cd = Cooldown::default();
-        assert_eq!(plan(&p, dst, 0, |a| cd.is_down(a, 0)).attempts, [IpAddr::from([198, 51, 100, 10]), IpAddr::from([198, 51, 100, 11])]);
+        assert_eq!(
+            plan(&p, dst, 0, |a| cd.is_down(a, 0)).attempts,
+            [
+                IpAddr::from([198, 51, 100, 10]),
+                IpAddr::from([198, 51, 100, 11])
+            ]
+        );
         cd.mark_down("198.51.100.10".parse().unwrap(), 1_000, 30_000);
-        assert_eq!(plan(&p, dst, 0, |a| cd.is_down(a, 2_000)).attempts, [IpAddr::from([198, 51, 100, 11])]);
-        assert_eq!(plan(&p, dst, 0, |a| cd.is_down(a, 31_000)).attempts.len(), 2);
+        assert_eq!(
+            plan(&p, dst, 0, |a| cd.is_down(a, 2_000)).attempts,
+            [IpAddr::from([198, 51, 100, 11])]
+        );
+        assert_eq!(
+            plan(&p, dst, 0, |a| cd.is_down(a, 31_000)).attempts.len(),
+            2
+        );
         cd.mark_down("198.51.100.11".parse().unwrap(), 1_000, 30_000);
         let both_down = plan(&p, dst, 0, |a| cd.is_down(a, 2_000));
         assert!(both_down.attempts.is_empty());
@@ -193,21 +223,36 @@ mod tests {
         assert_eq!(a1, a2);
         assert!(net.contains(&a1));
         let distinct: std::collections::HashSet<Ipv6Addr> = (0..1000)
-            .map(|i| ipv6_in_prefix(net, Ipv6Select::Sticky, sticky_key(&format!("user{i}"), None)))
+            .map(|i| {
+                ipv6_in_prefix(
+                    net,
+                    Ipv6Select::Sticky,
+                    sticky_key(&format!("user{i}"), None),
+                )
+            })
             .collect();
         assert_eq!(distinct.len(), 1000);
         assert!(distinct.iter().all(|a| net.contains(a)));
         // Different users land in both halves of the prefix.
-        let upper = distinct.iter().filter(|a| u128::from(**a) & (1 << 63) != 0).count();
+        let upper = distinct
+            .iter()
+            .filter(|a| u128::from(**a) & (1 << 63) != 0)
+            .count();
         assert!((300..700).contains(&upper), "{upper}");
     }
 
     #[test]
     fn first_and_single_address_prefixes() {
         let net: Ipv6Net = "2001:db8::/64".parse().unwrap();
-        assert_eq!(ipv6_in_prefix(net, Ipv6Select::First, 99), "2001:db8::1".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(
+            ipv6_in_prefix(net, Ipv6Select::First, 99),
+            "2001:db8::1".parse::<Ipv6Addr>().unwrap()
+        );
         let one: Ipv6Net = "2001:db8::5/128".parse().unwrap();
-        assert_eq!(ipv6_in_prefix(one, Ipv6Select::Sticky, 99), "2001:db8::5".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(
+            ipv6_in_prefix(one, Ipv6Select::Sticky, 99),
+            "2001:db8::5".parse::<Ipv6Addr>().unwrap()
+        );
         let by_client = sticky_key("", Some("10.0.0.1".parse().unwrap()));
         assert_ne!(by_client, sticky_key("", Some("10.0.0.2".parse().unwrap())));
     }
@@ -215,11 +260,20 @@ mod tests {
     #[test]
     fn family_orders() {
         let mut p = pool();
-        assert_eq!(attempt_order(Family::Auto, Some(&p)), [IpFamily::V6, IpFamily::V4]);
+        assert_eq!(
+            attempt_order(Family::Auto, Some(&p)),
+            [IpFamily::V6, IpFamily::V4]
+        );
         p.ipv6.clear();
-        assert_eq!(attempt_order(Family::Auto, Some(&p)), [IpFamily::V4, IpFamily::V6]);
+        assert_eq!(
+            attempt_order(Family::Auto, Some(&p)),
+            [IpFamily::V4, IpFamily::V6]
+        );
         assert_eq!(attempt_order(Family::Ipv4, None), [IpFamily::V4]);
-        assert_eq!(attempt_order(Family::PreferIpv6, None), [IpFamily::V6, IpFamily::V4]);
+        assert_eq!(
+            attempt_order(Family::PreferIpv6, None),
+            [IpFamily::V6, IpFamily::V4]
+        );
         assert!(!family_allows(Family::Ipv4, "::1".parse().unwrap()));
         assert!(family_allows(Family::Auto, "::1".parse().unwrap()));
     }

@@ -82,9 +82,17 @@ pub struct Explanation {
 }
 
 /// Builds the connection facts for a test case or an explain query.
-pub fn with_meta<R>(policy: &Policy, conn: &TestConn, geo: &GeoFacts, f: impl FnOnce(&ConnMeta<'_>) -> R) -> R {
+pub fn with_meta<R>(
+    policy: &Policy,
+    conn: &TestConn,
+    geo: &GeoFacts,
+    f: impl FnOnce(&ConnMeta<'_>) -> R,
+) -> R {
     let user = conn.user.as_deref().unwrap_or("");
-    let groups = policy.user(user).map(|u| u.groups.as_slice()).unwrap_or(&[]);
+    let groups = policy
+        .user(user)
+        .map(|u| u.groups.as_slice())
+        .unwrap_or(&[]);
     let email = user.to_ascii_lowercase();
     let m = ConnMeta {
         src_ip: conn.src.map(|s| s.ip()),
@@ -113,7 +121,12 @@ fn trace_rule(policy: &Policy, index: u32, m: &ConnMeta<'_>) -> RuleTrace {
     let matched = eval(&rule.when, m, &policy.lists, &mut |t, result| {
         let field = t.kind.field();
         conditions.push(Condition {
-            text: rule.when_text.get(t.start as usize..t.end as usize).unwrap_or("").trim().to_string(),
+            text: rule
+                .when_text
+                .get(t.start as usize..t.end as usize)
+                .unwrap_or("")
+                .trim()
+                .to_string(),
             field: field.name(),
             value: m.describe(field),
             result,
@@ -151,9 +164,13 @@ pub fn explain(table: &CompiledPolicy, conn: &TestConn, geo: &GeoFacts) -> Expla
             checked,
             matched_rule: d.rule.and_then(|r| policy.rule(r)).map(|r| r.name.clone()),
             action: d.action,
-            destination_denied: conn
-                .dst_ip
-                .is_some_and(|ip| policy.settings.deny_destinations.iter().any(|n| n.contains(&crate::meta::canonical_ip(ip)))),
+            destination_denied: conn.dst_ip.is_some_and(|ip| {
+                policy
+                    .settings
+                    .deny_destinations
+                    .iter()
+                    .any(|n| n.contains(&crate::meta::canonical_ip(ip)))
+            }),
             egress: egress_choice(policy, &d, conn, m),
         }
     })
@@ -169,7 +186,9 @@ fn egress_choice(policy: &Policy, d: &Decision, conn: &TestConn, m: &ConnMeta<'_
     };
     let key = egress::sticky_key(m.name, m.src_ip);
     let attempts = match (pool, conn.dst_ip) {
-        (Some(p), Some(ip)) => egress::plan(p, crate::meta::canonical_ip(ip), key, |_| false).attempts,
+        (Some(p), Some(ip)) => {
+            egress::plan(p, crate::meta::canonical_ip(ip), key, |_| false).attempts
+        }
         (Some(p), None) => {
             let mut all = Vec::new();
             for fam in egress::attempt_order(d.family, Some(p)) {
@@ -206,36 +225,44 @@ pub struct TestOutcome {
 /// Runs every `[[test]]` of the policy against the compiled table.
 pub fn run_tests(table: &CompiledPolicy) -> Vec<TestOutcome> {
     let policy = table.policy();
-    policy
-        .tests
-        .iter()
-        .map(|t| run_test(table, t))
-        .collect()
+    policy.tests.iter().map(|t| run_test(table, t)).collect()
 }
 
 fn run_test(table: &CompiledPolicy, t: &PolicyTest) -> TestOutcome {
     let policy = table.policy();
     let ex = explain(table, &t.conn, &GeoFacts::default());
     let mut failures = Vec::new();
-    let got_rule = ex.matched_rule.clone().unwrap_or_else(|| "(no rule: default_action)".into());
-    if let Some(want) = t.expect.rule.and_then(|r| policy.rule(r)) {
-        if ex.matched_rule.as_deref() != Some(want.name.as_str()) {
-            failures.push(format!("expected rule \"{}\", got \"{got_rule}\"", want.name));
-        }
+    let got_rule = ex
+        .matched_rule
+        .clone()
+        .unwrap_or_else(|| "(no rule: default_action)".into());
+    if let Some(want) = t.expect.rule.and_then(|r| policy.rule(r))
+        && ex.matched_rule.as_deref() != Some(want.name.as_str())
+    {
+        failures.push(format!(
+            "expected rule \"{}\", got \"{got_rule}\"",
+            want.name
+        ));
     }
-    if let Some(want) = t.expect.action {
-        if ex.action != want {
-            failures.push(format!("expected action \"{want}\", got \"{}\" (rule \"{got_rule}\")", ex.action));
-        }
+    if let Some(want) = t.expect.action
+        && ex.action != want
+    {
+        failures.push(format!(
+            "expected action \"{want}\", got \"{}\" (rule \"{got_rule}\")",
+            ex.action
+        ));
     }
-    if let Some(want) = t.expect.pool.and_then(|p| policy.pool(p)) {
-        if ex.egress.pool.as_deref() != Some(want.name.as_str()) {
-            failures.push(format!(
-                "expected pool \"{}\", got {} (rule \"{got_rule}\")",
-                want.name,
-                ex.egress.pool.as_deref().map_or("no pool".to_string(), |p| format!("\"{p}\""))
-            ));
-        }
+    if let Some(want) = t.expect.pool.and_then(|p| policy.pool(p))
+        && ex.egress.pool.as_deref() != Some(want.name.as_str())
+    {
+        failures.push(format!(
+            "expected pool \"{}\", got {} (rule \"{got_rule}\")",
+            want.name,
+            ex.egress
+                .pool
+                .as_deref()
+                .map_or("no pool".to_string(), |p| format!("\"{p}\""))
+        ));
     }
     if let Some(want) = t.expect.egress {
         let got = ex.egress.attempts.first();

@@ -9,13 +9,13 @@ pub mod artifact;
 pub mod compile;
 pub mod config;
 pub mod diag;
+pub mod egress;
+pub mod explain;
 pub mod expr;
 pub mod meta;
 pub mod model;
 pub mod synth;
 pub mod validate;
-pub mod egress;
-pub mod explain;
 
 use std::path::Path;
 

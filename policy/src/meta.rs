@@ -133,7 +133,10 @@ pub fn domains(host: &str) -> impl Iterator<Item = &str> {
     let mut next = if host.is_empty() { None } else { Some(host) };
     std::iter::from_fn(move || {
         let cur = next?;
-        next = cur.split_once('.').map(|(_, rest)| rest).filter(|r| !r.is_empty());
+        next = cur
+            .split_once('.')
+            .map(|(_, rest)| rest)
+            .filter(|r| !r.is_empty());
         Some(cur)
     })
 }
@@ -144,8 +147,10 @@ mod tests {
 
     #[test]
     fn domains_walk_up() {
-        assert_eq!(domains("a.b.example.com").collect::<Vec<_>>(),
-            ["a.b.example.com", "b.example.com", "example.com", "com"]);
+        assert_eq!(
+            domains("a.b.example.com").collect::<Vec<_>>(),
+            ["a.b.example.com", "b.example.com", "example.com", "com"]
+        );
         assert_eq!(domains("").count(), 0);
         assert_eq!(domains("localhost").collect::<Vec<_>>(), ["localhost"]);
     }

@@ -27,7 +27,11 @@ pub fn validate(loaded: &Loaded, diags: &mut Diagnostics) -> Option<Policy> {
     };
     let policy = v.policy(&loaded.spec, &loaded.base_dir);
     diags.sort();
-    if diags.has_errors() { None } else { Some(policy) }
+    if diags.has_errors() {
+        None
+    } else {
+        Some(policy)
+    }
 }
 
 struct Validator<'a> {
@@ -55,7 +59,10 @@ impl Names {
             let at = v.sources.position(*first);
             v.diags.error(
                 name.loc,
-                format!("duplicate {} name \"{}\"; first defined at {at}", self.what, name.value),
+                format!(
+                    "duplicate {} name \"{}\"; first defined at {at}",
+                    self.what, name.value
+                ),
             );
         } else {
             self.map.insert(name.value.clone(), (idx, name.loc));
@@ -69,7 +76,10 @@ impl Names {
     fn resolve(&self, name: &Located<String>, v: &mut Validator<'_>) -> Option<u32> {
         let found = self.get(&name.value);
         if found.is_none() {
-            v.diags.error(name.loc, format!("unknown {} \"{}\"", self.what, name.value));
+            v.diags.error(
+                name.loc,
+                format!("unknown {} \"{}\"", self.what, name.value),
+            );
         }
         found
     }
@@ -146,7 +156,15 @@ impl Validator<'_> {
             .iter()
             .enumerate()
             .filter_map(|(i, r)| {
-                self.rule(r, i, &mut rule_names, &pool_names, &list_table, &pools, geoip.is_some())
+                self.rule(
+                    r,
+                    i,
+                    &mut rule_names,
+                    &pool_names,
+                    &list_table,
+                    &pools,
+                    geoip.is_some(),
+                )
             })
             .collect();
         if rules.len() == spec.rules.len() {
@@ -197,7 +215,8 @@ impl Validator<'_> {
         ] {
             if let Some(d) = given {
                 if d.value.is_zero() {
-                    self.diags.error(d.loc, "a timeout must be greater than zero");
+                    self.diags
+                        .error(d.loc, "a timeout must be greater than zero");
                 } else {
                     *slot = d.value;
                 }
@@ -205,7 +224,8 @@ impl Validator<'_> {
         }
         if let Some(m) = &p.max_connections {
             if m.value == 0 {
-                self.diags.error(m.loc, "max_connections must be at least 1");
+                self.diags
+                    .error(m.loc, "max_connections must be at least 1");
             }
             s.max_connections = m.value;
         }
@@ -236,15 +256,26 @@ impl Validator<'_> {
             names.define(name, i, self);
             if let Some(first) = binds.insert(bind.value, bind.loc) {
                 let at = self.sources.position(first);
-                self.diags.error(bind.loc, format!("address {} is already bound by a listener at {at}", bind.value));
+                self.diags.error(
+                    bind.loc,
+                    format!(
+                        "address {} is already bound by a listener at {at}",
+                        bind.value
+                    ),
+                );
             }
             let mut protocols = Vec::new();
             match &spec.protocols {
-                Some(p) if p.value.is_empty() => self.diags.error(p.loc, "a listener needs at least one protocol"),
+                Some(p) if p.value.is_empty() => self
+                    .diags
+                    .error(p.loc, "a listener needs at least one protocol"),
                 Some(p) => {
                     for proto in &p.value {
                         if protocols.contains(&proto.value) {
-                            self.diags.error(proto.loc, format!("protocol \"{}\" is listed twice", proto.value));
+                            self.diags.error(
+                                proto.loc,
+                                format!("protocol \"{}\" is listed twice", proto.value),
+                            );
                         } else {
                             protocols.push(proto.value);
                         }
@@ -253,15 +284,22 @@ impl Validator<'_> {
                 None => protocols = vec![ListenerProtocol::Socks5, ListenerProtocol::Http],
             }
             let wants_tls = protocols.contains(&ListenerProtocol::Https);
-            if wants_tls && protocols.len() > 1 {
-                if let Some(p) = &spec.protocols {
-                    self.diags.error(p.loc, "\"https\" cannot share a port with plain protocols; give it its own listener");
-                }
+            if wants_tls
+                && protocols.len() > 1
+                && let Some(p) = &spec.protocols
+            {
+                self.diags.error(
+                    p.loc,
+                    "\"https\" cannot share a port with plain protocols; give it its own listener",
+                );
             }
             let tls = match &spec.tls {
                 Some(t) => {
                     if !wants_tls {
-                        self.diags.error(t.loc, "`tls` is set but protocols does not include \"https\"");
+                        self.diags.error(
+                            t.loc,
+                            "`tls` is set but protocols does not include \"https\"",
+                        );
                     }
                     let t = &t.value;
                     match (&t.cert, &t.key) {
@@ -270,7 +308,11 @@ impl Validator<'_> {
                             key: base.join(&key.value),
                             client_ca: t.client_ca.as_ref().map(|c| base.join(&c.value)),
                             client_auth: t.client_auth.as_ref().map_or(
-                                if t.client_ca.is_some() { ClientAuth::Optional } else { ClientAuth::None },
+                                if t.client_ca.is_some() {
+                                    ClientAuth::Optional
+                                } else {
+                                    ClientAuth::None
+                                },
                                 |c| c.value,
                             ),
                         }),
@@ -279,15 +321,23 @@ impl Validator<'_> {
                 }
                 None => {
                     if wants_tls {
-                        self.diags.error(name.loc, format!("listener \"{}\" speaks https but has no `tls` table", name.value));
+                        self.diags.error(
+                            name.loc,
+                            format!(
+                                "listener \"{}\" speaks https but has no `tls` table",
+                                name.value
+                            ),
+                        );
                     }
                     None
                 }
             };
-            if let (Some(t), Some(spec_tls)) = (&tls, &spec.tls) {
-                if t.client_auth != ClientAuth::None && t.client_ca.is_none() {
-                    self.diags.error(spec_tls.loc, "client certificates need `client_ca`");
-                }
+            if let (Some(t), Some(spec_tls)) = (&tls, &spec.tls)
+                && t.client_auth != ClientAuth::None
+                && t.client_ca.is_none()
+            {
+                self.diags
+                    .error(spec_tls.loc, "client certificates need `client_ca`");
             }
             out.push(Listener {
                 name: name.value.clone(),
@@ -332,11 +382,17 @@ impl Validator<'_> {
             },
             (None, Some(src)) => DeviceMatch::Source(src.value),
             (Some(_), Some(src)) => {
-                self.diags.error(src.loc, "a device is matched by `id` or by `source`, not both");
+                self.diags.error(
+                    src.loc,
+                    "a device is matched by `id` or by `source`, not both",
+                );
                 return None;
             }
             (None, None) => {
-                self.diags.error(loc, "[[device]] needs `id` (certificate fingerprint) or `source` (client address)");
+                self.diags.error(
+                    loc,
+                    "[[device]] needs `id` (certificate fingerprint) or `source` (client address)",
+                );
                 return None;
             }
         };
@@ -359,40 +415,71 @@ impl Validator<'_> {
                     }
                     ipv4.push(v4);
                 }
-                IpAddr::V6(v6) => self.diags.error(a.loc, format!("{v6} is an IPv6 address; put it in `ipv6`")),
+                IpAddr::V6(v6) => self
+                    .diags
+                    .error(a.loc, format!("{v6} is an IPv6 address; put it in `ipv6`")),
             }
         }
         let mut ipv6 = Vec::new();
         for n in &p.ipv6 {
             match n.value {
                 IpNet::V6(v6) => ipv6.push(v6),
-                IpNet::V4(v4) => self.diags.error(n.loc, format!(
-                    "{} is an IPv4 address; `ipv6` takes IPv6 addresses or prefixes", if v4.prefix_len() == 32 { v4.addr().to_string() } else { v4.to_string() })),
+                IpNet::V4(v4) => self.diags.error(
+                    n.loc,
+                    format!(
+                        "{} is an IPv4 address; `ipv6` takes IPv6 addresses or prefixes",
+                        if v4.prefix_len() == 32 {
+                            v4.addr().to_string()
+                        } else {
+                            v4.to_string()
+                        }
+                    ),
+                ),
             }
         }
         if p.ipv4.is_empty() && p.ipv6.is_empty() {
-            self.diags.error(loc, format!("pool \"{}\" has no address: give `ipv4` or `ipv6`", name.value));
+            self.diags.error(
+                loc,
+                format!(
+                    "pool \"{}\" has no address: give `ipv4` or `ipv6`",
+                    name.value
+                ),
+            );
         }
         let location = p.location.as_ref().map(|l| {
             let country = l.value.country.as_ref().map(|c| {
                 if c.value.len() != 2 || !c.value.chars().all(|ch| ch.is_ascii_alphabetic()) {
-                    self.diags.error(c.loc, format!("\"{}\" is not an ISO 3166 two-letter country code", c.value));
+                    self.diags.error(
+                        c.loc,
+                        format!("\"{}\" is not an ISO 3166 two-letter country code", c.value),
+                    );
                 }
                 c.value.to_ascii_uppercase()
             });
-            Location { country, city: val(&l.value.city) }
-        });
-        if let Some(ifname) = &p.interface {
-            if ifname.value.is_empty() || ifname.value.len() > 15 || ifname.value.contains(['/', ' ']) {
-                self.diags.error(ifname.loc, "interface must be a network interface name of 1 to 15 characters");
+            Location {
+                country,
+                city: val(&l.value.city),
             }
+        });
+        if let Some(ifname) = &p.interface
+            && (ifname.value.is_empty()
+                || ifname.value.len() > 15
+                || ifname.value.contains(['/', ' ']))
+        {
+            self.diags.error(
+                ifname.loc,
+                "interface must be a network interface name of 1 to 15 characters",
+            );
         }
         Some(Pool {
             name: name.value.clone(),
             location,
             ipv4,
             ipv6,
-            ipv6_select: p.ipv6_select.as_ref().map_or(Ipv6Select::Sticky, |s| s.value),
+            ipv6_select: p
+                .ipv6_select
+                .as_ref()
+                .map_or(Ipv6Select::Sticky, |s| s.value),
             fallback: p.fallback.as_ref().map_or(Fallback::Default, |f| f.value),
             interface: val(&p.interface),
             mark: val(&p.mark),
@@ -400,39 +487,88 @@ impl Validator<'_> {
     }
 
     fn list(&mut self, l: &ListSpec, i: usize, names: &mut Names) -> List {
-        let name = l.name.clone().unwrap_or_else(|| Located::new(String::new(), Loc::new(crate::diag::FileId(0), 0..0)));
+        let name = l
+            .name
+            .clone()
+            .unwrap_or_else(|| Located::new(String::new(), Loc::new(crate::diag::FileId(0), 0..0)));
         if l.name.is_some() {
             names.define(&name, i, self);
-            if name.value.is_empty() || !name.value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-                self.diags.error(name.loc, "a list name may use letters, digits, `_` and `-`");
+            if name.value.is_empty()
+                || !name
+                    .value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                self.diags
+                    .error(name.loc, "a list name may use letters, digits, `_` and `-`");
             }
         }
         let kind = l.kind.as_ref().map_or(ListKind::String, |k| k.value);
         let items = match kind {
-            ListKind::Ip => ListItems::Ip(l.items.iter().filter_map(|it| self.item_str(it, kind).and_then(|s| {
-                parse_net(&s).map_err(|why| self.diags.error(it.loc, format!("invalid address \"{s}\": {why}"))).ok()
-            })).collect()),
-            ListKind::Port => ListItems::Port(l.items.iter().filter_map(|it| self.port_item(it)).collect()),
-            ListKind::Host | ListKind::Domain => ListItems::Str(l.items.iter().filter_map(|it| {
-                let s = self.item_str(it, kind)?;
-                let s = if kind == ListKind::Domain { s.trim_start_matches("*.").trim_start_matches('.').to_string() } else { s };
-                if is_host_name(&s) {
-                    Some(ConnMeta::normalize_host(&s))
-                } else {
-                    self.diags.error(it.loc, format!("\"{s}\" is not a valid {} name", kind.as_str()));
-                    None
-                }
-            }).collect()),
-            ListKind::String => ListItems::Str(l.items.iter().filter_map(|it| self.item_str(it, kind)).collect()),
+            ListKind::Ip => ListItems::Ip(
+                l.items
+                    .iter()
+                    .filter_map(|it| {
+                        self.item_str(it, kind).and_then(|s| {
+                            parse_net(&s)
+                                .map_err(|why| {
+                                    self.diags
+                                        .error(it.loc, format!("invalid address \"{s}\": {why}"))
+                                })
+                                .ok()
+                        })
+                    })
+                    .collect(),
+            ),
+            ListKind::Port => {
+                ListItems::Port(l.items.iter().filter_map(|it| self.port_item(it)).collect())
+            }
+            ListKind::Host | ListKind::Domain => ListItems::Str(
+                l.items
+                    .iter()
+                    .filter_map(|it| {
+                        let s = self.item_str(it, kind)?;
+                        let s = if kind == ListKind::Domain {
+                            s.trim_start_matches("*.")
+                                .trim_start_matches('.')
+                                .to_string()
+                        } else {
+                            s
+                        };
+                        if is_host_name(&s) {
+                            Some(ConnMeta::normalize_host(&s))
+                        } else {
+                            self.diags.error(
+                                it.loc,
+                                format!("\"{s}\" is not a valid {} name", kind.as_str()),
+                            );
+                            None
+                        }
+                    })
+                    .collect(),
+            ),
+            ListKind::String => ListItems::Str(
+                l.items
+                    .iter()
+                    .filter_map(|it| self.item_str(it, kind))
+                    .collect(),
+            ),
         };
-        List { name: name.value, kind, items }
+        List {
+            name: name.value,
+            kind,
+            items,
+        }
     }
 
     fn item_str(&mut self, it: &Located<RawItem>, kind: ListKind) -> Option<String> {
         match &it.value {
             RawItem::Str(s) => Some(s.clone()),
             RawItem::Int(_) => {
-                self.diags.error(it.loc, format!("a list of kind \"{}\" takes strings", kind.as_str()));
+                self.diags.error(
+                    it.loc,
+                    format!("a list of kind \"{}\" takes strings", kind.as_str()),
+                );
                 None
             }
         }
@@ -442,12 +578,20 @@ impl Validator<'_> {
         let parsed = match &it.value {
             RawItem::Int(n) => u16::try_from(*n).ok().map(|p| (p, p)),
             RawItem::Str(s) => match s.split_once("..") {
-                Some((a, b)) => a.trim().parse().ok().zip(b.trim().parse().ok()).filter(|(a, b)| a <= b),
+                Some((a, b)) => a
+                    .trim()
+                    .parse()
+                    .ok()
+                    .zip(b.trim().parse().ok())
+                    .filter(|(a, b)| a <= b),
                 None => s.trim().parse().ok().map(|p| (p, p)),
             },
         };
         if parsed.is_none() {
-            self.diags.error(it.loc, "a port list item is a port (0 to 65535) or a range \"LOW..HIGH\"");
+            self.diags.error(
+                it.loc,
+                "a port list item is a port (0 to 65535) or a range \"LOW..HIGH\"",
+            );
         }
         parsed
     }
@@ -496,27 +640,31 @@ impl Validator<'_> {
         let pool = match (&r.pool, action.value) {
             (Some(p), Action::Egress) => pools.resolve(p, self).map(PoolId),
             (None, Action::Egress) => {
-                self.diags.error(action.loc, "action = \"egress\" needs a `pool`");
+                self.diags
+                    .error(action.loc, "action = \"egress\" needs a `pool`");
                 None
             }
             (Some(p), other) => {
-                self.diags.error(p.loc, format!("`pool` is only used with action = \"egress\", not \"{other}\""));
+                self.diags.error(
+                    p.loc,
+                    format!("`pool` is only used with action = \"egress\", not \"{other}\""),
+                );
                 None
             }
             (None, _) => None,
         };
         let family = r.family.as_ref().map_or(Family::Auto, |f| f.value);
-        if let (Some(pid), Some(f)) = (pool, &r.family) {
-            if let Some(p) = pool_list.get(pid.0 as usize) {
-                let missing = match f.value {
-                    Family::Ipv4 if !p.has_ipv4() => Some("IPv4"),
-                    Family::Ipv6 if !p.has_ipv6() => Some("IPv6"),
-                    _ => None,
-                };
-                if let Some(fam) = missing {
-                    self.diags.warning(f.loc, format!(
+        if let (Some(pid), Some(f)) = (pool, &r.family)
+            && let Some(p) = pool_list.get(pid.0 as usize)
+        {
+            let missing = match f.value {
+                Family::Ipv4 if !p.has_ipv4() => Some("IPv4"),
+                Family::Ipv6 if !p.has_ipv6() => Some("IPv6"),
+                _ => None,
+            };
+            if let Some(fam) = missing {
+                self.diags.warning(f.loc, format!(
                         "pool \"{}\" has no {fam} address: every connection of this rule takes the pool's fallback", p.name));
-                }
             }
         }
         Some(Rule {
@@ -524,7 +672,11 @@ impl Validator<'_> {
             when: when?,
             when_text,
             action: action.value,
-            pool: if action.value == Action::Egress { Some(pool?) } else { None },
+            pool: if action.value == Action::Egress {
+                Some(pool?)
+            } else {
+                None
+            },
             family,
             enabled: r.enabled.as_ref().is_none_or(|e| e.value),
             loc: name.map_or(r.loc, |n| n.loc),
@@ -535,9 +687,13 @@ impl Validator<'_> {
         let enabled: Vec<&Rule> = rules.iter().filter(|r| r.enabled).collect();
         if let Some(catch_all) = enabled.iter().position(|r| r.is_catch_all()) {
             for r in &enabled[catch_all + 1..] {
-                self.diags.warning(r.loc, format!(
-                    "rule \"{}\" is unreachable: rule \"{}\" above it matches every connection",
-                    r.name, enabled[catch_all].name));
+                self.diags.warning(
+                    r.loc,
+                    format!(
+                        "rule \"{}\" is unreachable: rule \"{}\" above it matches every connection",
+                        r.name, enabled[catch_all].name
+                    ),
+                );
             }
         }
         let has_catch_all = enabled.iter().any(|r| r.is_catch_all());
@@ -554,16 +710,30 @@ impl Validator<'_> {
         }
     }
 
-    fn test(&mut self, t: &TestSpec, i: usize, names: &mut Names, ctx: &TestCtx<'_>) -> Option<PolicyTest> {
+    fn test(
+        &mut self,
+        t: &TestSpec,
+        i: usize,
+        names: &mut Names,
+        ctx: &TestCtx<'_>,
+    ) -> Option<PolicyTest> {
         let name = t.name.as_ref()?;
         names.define(name, i, self);
         let conn = self.test_conn(&t.conn.as_ref()?.value, ctx);
         let expect = self.test_expect(&t.expect.as_ref()?.value, t.expect.as_ref()?.loc, ctx);
-        Some(PolicyTest { name: name.value.clone(), loc: name.loc, conn: conn?, expect: expect? })
+        Some(PolicyTest {
+            name: name.value.clone(),
+            loc: name.loc,
+            conn: conn?,
+            expect: expect?,
+        })
     }
 
     fn test_conn(&mut self, c: &ConnSpec, ctx: &TestCtx<'_>) -> Option<TestConn> {
-        let user = c.user.as_ref().and_then(|u| ctx.users.resolve(u, self).map(|_| u.value.clone()));
+        let user = c
+            .user
+            .as_ref()
+            .and_then(|u| ctx.users.resolve(u, self).map(|_| u.value.clone()));
         if c.user.is_some() && user.is_none() {
             return None;
         }
@@ -580,7 +750,10 @@ impl Validator<'_> {
             Some(s) => match parse_src(&s.value) {
                 Some(a) => Some(a),
                 None => {
-                    self.diags.error(s.loc, format!("invalid source \"{}\": expected IP or IP:PORT", s.value));
+                    self.diags.error(
+                        s.loc,
+                        format!("invalid source \"{}\": expected IP or IP:PORT", s.value),
+                    );
                     return None;
                 }
             },
@@ -589,13 +762,21 @@ impl Validator<'_> {
         let listener = match &c.listener {
             Some(l) if ctx.listeners.iter().any(|x| x.name == l.value) => l.value.clone(),
             Some(l) => {
-                self.diags.error(l.loc, format!("unknown listener \"{}\"", l.value));
+                self.diags
+                    .error(l.loc, format!("unknown listener \"{}\"", l.value));
                 return None;
             }
-            None => ctx.listeners.first().map(|l| l.name.clone()).unwrap_or_default(),
+            None => ctx
+                .listeners
+                .first()
+                .map(|l| l.name.clone())
+                .unwrap_or_default(),
         };
         if let Some(d) = &c.device {
-            self.diags.error(d.loc, "`device` in a test is not supported yet; list the posture checks in `posture`");
+            self.diags.error(
+                d.loc,
+                "`device` in a test is not supported yet; list the posture checks in `posture`",
+            );
         }
         Some(TestConn {
             user,
@@ -611,7 +792,10 @@ impl Validator<'_> {
 
     fn test_expect(&mut self, e: &ExpectSpec, loc: Loc, ctx: &TestCtx<'_>) -> Option<TestExpect> {
         if e.rule.is_none() && e.action.is_none() && e.pool.is_none() && e.egress.is_none() {
-            self.diags.error(loc, "expect needs at least one of rule, action, pool, egress");
+            self.diags.error(
+                loc,
+                "expect needs at least one of rule, action, pool, egress",
+            );
             return None;
         }
         let rule = match &e.rule {
@@ -622,7 +806,12 @@ impl Validator<'_> {
             Some(p) => Some(PoolId(ctx.pools.resolve(p, self)?)),
             None => None,
         };
-        Some(TestExpect { rule, action: val(&e.action), pool, egress: val(&e.egress) })
+        Some(TestExpect {
+            rule,
+            action: val(&e.action),
+            pool,
+            egress: val(&e.egress),
+        })
     }
 }
 
@@ -660,12 +849,19 @@ pub fn is_host_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
         && s.split('.').all(|l| {
-            !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         })
 }
 
 fn parse_fingerprint(s: &str) -> Option<[u8; 32]> {
-    let hex: String = s.strip_prefix("sha256:")?.chars().filter(|c| *c != ':').collect();
+    let hex: String = s
+        .strip_prefix("sha256:")?
+        .chars()
+        .filter(|c| *c != ':')
+        .collect();
     if hex.len() != 64 {
         return None;
     }

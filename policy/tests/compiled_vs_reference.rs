@@ -1,6 +1,8 @@
 //! The compiled table must decide exactly like the naive reference evaluator, on random
 //! policies (every field kind, operator, list kind, nesting) and random connections.
 
+#![allow(clippy::unwrap_used)]
+
 use std::net::{IpAddr, SocketAddr};
 
 use egressd_policy::compile::{CompiledPolicy, decide_reference};
@@ -12,14 +14,42 @@ use ipnet::IpNet;
 use proptest::prelude::*;
 
 const IPS: &[&str] = &[
-    "10.0.0.1", "10.0.0.2", "10.0.1.1", "10.1.0.1", "192.168.1.10", "203.0.113.10", "0.0.0.0",
-    "255.255.255.255", "2001:db8::1", "2001:db8::2", "2001:db8:1::1", "::1", "::ffff:10.0.0.1",
+    "10.0.0.1",
+    "10.0.0.2",
+    "10.0.1.1",
+    "10.1.0.1",
+    "192.168.1.10",
+    "203.0.113.10",
+    "0.0.0.0",
+    "255.255.255.255",
+    "2001:db8::1",
+    "2001:db8::2",
+    "2001:db8:1::1",
+    "::1",
+    "::ffff:10.0.0.1",
 ];
-const PREFIXES4: &[u8] = &[0, 8, 16, 23, 24, 31, 32];
-const PREFIXES6: &[u8] = &[0, 32, 48, 64, 127, 128];
+// More lengths than the flat prefix table takes, so both lookup paths are exercised.
+const PREFIXES4: &[u8] = &[0, 1, 7, 8, 12, 16, 20, 23, 24, 28, 31, 32];
+const PREFIXES6: &[u8] = &[0, 1, 16, 32, 48, 56, 64, 96, 120, 127, 128];
 const PORTS: &[u16] = &[0, 1, 22, 80, 443, 8080, 8443, 65534, 65535];
-const HOSTS: &[&str] = &["", "example.com", "a.example.com", "b.a.example.com", "example.org", "com", "x.y", "api1.example.com"];
-const DOMAINS: &[&str] = &["example.com", "a.example.com", "com", "org", "y", "nothing.test"];
+const HOSTS: &[&str] = &[
+    "",
+    "example.com",
+    "a.example.com",
+    "b.a.example.com",
+    "example.org",
+    "com",
+    "x.y",
+    "api1.example.com",
+];
+const DOMAINS: &[&str] = &[
+    "example.com",
+    "a.example.com",
+    "com",
+    "org",
+    "y",
+    "nothing.test",
+];
 const GROUPS: &[&str] = &["finance", "eng", "ops"];
 const COUNTRIES: &[&str] = &["PT", "ES", "US", ""];
 const CONTINENTS: &[&str] = &["EU", "NA", ""];
@@ -28,7 +58,9 @@ const EMAILS: &[&str] = &["alice@example.com", "bob@example.com", ""];
 const POSTURE: &[&str] = &["disk", "os", "fw"];
 const PATTERNS: &[&str] = &["^a", "com$", "x", "^$", "example\\.(com|org)"];
 
-fn pick<T: Clone + std::fmt::Debug + 'static>(xs: &'static [T]) -> impl Strategy<Value = T> + Clone {
+fn pick<T: Clone + std::fmt::Debug + 'static>(
+    xs: &'static [T],
+) -> impl Strategy<Value = T> + Clone {
     proptest::sample::select(xs)
 }
 
@@ -38,7 +70,11 @@ fn ip() -> impl Strategy<Value = IpAddr> {
 
 fn net() -> impl Strategy<Value = IpNet> {
     (ip(), any::<prop::sample::Index>()).prop_map(|(ip, i)| {
-        let len = if ip.is_ipv4() { PREFIXES4[i.index(PREFIXES4.len())] } else { PREFIXES6[i.index(PREFIXES6.len())] };
+        let len = if ip.is_ipv4() {
+            PREFIXES4[i.index(PREFIXES4.len())]
+        } else {
+            PREFIXES6[i.index(PREFIXES6.len())]
+        };
         IpNet::new(ip, len).unwrap().trunc()
     })
 }
@@ -48,7 +84,14 @@ fn port_range() -> impl Strategy<Value = (u16, u16)> {
 }
 
 fn cmp_op() -> impl Strategy<Value = CmpOp> {
-    pick(&[CmpOp::Eq, CmpOp::Ne, CmpOp::Lt, CmpOp::Le, CmpOp::Gt, CmpOp::Ge])
+    pick(&[
+        CmpOp::Eq,
+        CmpOp::Ne,
+        CmpOp::Lt,
+        CmpOp::Le,
+        CmpOp::Gt,
+        CmpOp::Ge,
+    ])
 }
 
 /// Lists: 0 ip, 1 port, 2 host, 3 domain, 4 string (groups and countries).
@@ -56,18 +99,41 @@ fn lists() -> impl Strategy<Value = Vec<List>> {
     (
         prop::collection::vec(net(), 0..5),
         prop::collection::vec(port_range(), 0..4),
-        prop::collection::vec(pick(HOSTS).prop_filter("non-empty", |h| !h.is_empty()), 0..4),
+        prop::collection::vec(
+            pick(HOSTS).prop_filter("non-empty", |h| !h.is_empty()),
+            0..4,
+        ),
         prop::collection::vec(pick(DOMAINS), 0..4),
         prop::collection::vec(prop_oneof![pick(GROUPS), pick(COUNTRIES)], 0..4),
     )
         .prop_map(|(ips, ports, hosts, domains, strs)| {
             let s = |v: Vec<&str>| v.into_iter().map(String::from).collect();
             vec![
-                List { name: "ips".into(), kind: ListKind::Ip, items: ListItems::Ip(ips) },
-                List { name: "ports".into(), kind: ListKind::Port, items: ListItems::Port(ports) },
-                List { name: "hosts".into(), kind: ListKind::Host, items: ListItems::Str(s(hosts)) },
-                List { name: "domains".into(), kind: ListKind::Domain, items: ListItems::Str(s(domains)) },
-                List { name: "strs".into(), kind: ListKind::String, items: ListItems::Str(s(strs)) },
+                List {
+                    name: "ips".into(),
+                    kind: ListKind::Ip,
+                    items: ListItems::Ip(ips),
+                },
+                List {
+                    name: "ports".into(),
+                    kind: ListKind::Port,
+                    items: ListItems::Port(ports),
+                },
+                List {
+                    name: "hosts".into(),
+                    kind: ListKind::Host,
+                    items: ListItems::Str(s(hosts)),
+                },
+                List {
+                    name: "domains".into(),
+                    kind: ListKind::Domain,
+                    items: ListItems::Str(s(domains)),
+                },
+                List {
+                    name: "strs".into(),
+                    kind: ListKind::String,
+                    items: ListItems::Str(s(strs)),
+                },
             ]
         })
 }
@@ -89,21 +155,44 @@ fn test_kind() -> impl Strategy<Value = TestKind> {
     prop_oneof![
         (ipf.clone(), net()).prop_map(|(f, n)| TestKind::Ip(f, IpPred::Eq(n))),
         (ipf.clone(), net()).prop_map(|(f, n)| TestKind::Ip(f, IpPred::Ne(n))),
-        (ipf.clone(), prop::collection::vec(net(), 1..4)).prop_map(|(f, n)| TestKind::Ip(f, IpPred::In(n))),
+        (ipf.clone(), prop::collection::vec(net(), 1..4))
+            .prop_map(|(f, n)| TestKind::Ip(f, IpPred::In(n))),
         ipf.prop_map(|f| TestKind::Ip(f, IpPred::InList(ListId(0)))),
-        (intf.clone(), cmp_op(), pick(PORTS)).prop_map(|(f, op, p)| TestKind::Int(f, IntPred::Cmp(op, p))),
-        (intf.clone(), prop::collection::vec(port_range(), 1..4)).prop_map(|(f, r)| TestKind::Int(f, IntPred::In(r))),
+        (intf.clone(), cmp_op(), pick(PORTS))
+            .prop_map(|(f, op, p)| TestKind::Int(f, IntPred::Cmp(op, p))),
+        (intf.clone(), prop::collection::vec(port_range(), 1..4))
+            .prop_map(|(f, r)| TestKind::Int(f, IntPred::In(r))),
         intf.prop_map(|f| TestKind::Int(f, IntPred::InList(ListId(1)))),
         str_pred(HOSTS, true).prop_map(|p| TestKind::Str(StrField::Host, p)),
         str_pred(EMAILS, false).prop_map(|p| TestKind::Str(StrField::Email, p)),
         str_pred(EMAILS, false).prop_map(|p| TestKind::Str(StrField::Name, p)),
         str_pred(ENDPOINTS, false).prop_map(|p| TestKind::Str(StrField::Endpoint, p)),
         str_pred(&["tcp", "udp"], false).prop_map(|p| TestKind::Str(StrField::Protocol, p)),
-        (pick(&[StrField::SrcCountry, StrField::DstCountry]), str_pred(COUNTRIES, false)).prop_map(|(f, p)| TestKind::Str(f, p)),
-        (pick(&[StrField::SrcContinent, StrField::DstContinent]), str_pred(CONTINENTS, false)).prop_map(|(f, p)| TestKind::Str(f, p)),
-        (pick(&[Quantifier::Any, Quantifier::All]), str_pred(DOMAINS, true)).prop_map(|(q, p)| TestKind::Array(q, ArrayField::Domains, p)),
-        (pick(&[Quantifier::Any, Quantifier::All]), str_pred(GROUPS, false)).prop_map(|(q, p)| TestKind::Array(q, ArrayField::Groups, p)),
-        (pick(&[Quantifier::Any, Quantifier::All]), pick(&[ArrayField::PosturePassed, ArrayField::PostureFailed]), str_pred(POSTURE, false))
+        (
+            pick(&[StrField::SrcCountry, StrField::DstCountry]),
+            str_pred(COUNTRIES, false)
+        )
+            .prop_map(|(f, p)| TestKind::Str(f, p)),
+        (
+            pick(&[StrField::SrcContinent, StrField::DstContinent]),
+            str_pred(CONTINENTS, false)
+        )
+            .prop_map(|(f, p)| TestKind::Str(f, p)),
+        (
+            pick(&[Quantifier::Any, Quantifier::All]),
+            str_pred(DOMAINS, true)
+        )
+            .prop_map(|(q, p)| TestKind::Array(q, ArrayField::Domains, p)),
+        (
+            pick(&[Quantifier::Any, Quantifier::All]),
+            str_pred(GROUPS, false)
+        )
+            .prop_map(|(q, p)| TestKind::Array(q, ArrayField::Groups, p)),
+        (
+            pick(&[Quantifier::Any, Quantifier::All]),
+            pick(&[ArrayField::PosturePassed, ArrayField::PostureFailed]),
+            str_pred(POSTURE, false)
+        )
             .prop_map(|(q, f, p)| TestKind::Array(q, f, p)),
     ]
 }
@@ -124,7 +213,16 @@ fn expr() -> impl Strategy<Value = Expr> {
 }
 
 fn rule() -> impl Strategy<Value = Rule> {
-    (expr(), pick(&[Action::Egress, Action::Default, Action::Block, Action::Ingress]), prop::bool::weighted(0.9))
+    (
+        expr(),
+        pick(&[
+            Action::Egress,
+            Action::Default,
+            Action::Block,
+            Action::Ingress,
+        ]),
+        prop::bool::weighted(0.9),
+    )
         .prop_map(|(when, action, enabled)| Rule {
             name: String::new(),
             when,
@@ -133,13 +231,21 @@ fn rule() -> impl Strategy<Value = Rule> {
             pool: (action == Action::Egress).then_some(PoolId(0)),
             family: Family::Auto,
             enabled,
-            loc: Loc { file: FileId(0), start: 0, end: 0 },
+            loc: Loc {
+                file: FileId(0),
+                start: 0,
+                end: 0,
+            },
         })
 }
 
 fn policy() -> impl Strategy<Value = Policy> {
-    (lists(), prop::collection::vec(rule(), 1..40), pick(&[DefaultAction::Default, DefaultAction::Block])).prop_map(
-        |(lists, mut rules, default_action)| {
+    (
+        lists(),
+        prop::collection::vec(rule(), 1..40),
+        pick(&[DefaultAction::Default, DefaultAction::Block]),
+    )
+        .prop_map(|(lists, mut rules, default_action)| {
             for (i, r) in rules.iter_mut().enumerate() {
                 r.name = format!("r{i}");
             }
@@ -155,8 +261,7 @@ fn policy() -> impl Strategy<Value = Policy> {
                 rules,
                 tests: Vec::new(),
             }
-        },
-    )
+        })
 }
 
 #[derive(Debug, Clone)]
@@ -175,16 +280,51 @@ struct Conn {
 }
 
 fn conn() -> impl Strategy<Value = Conn> {
-    let strs = |xs: &'static [&'static str]| prop::collection::vec(pick(xs).prop_map(String::from), 0..3);
+    let strs =
+        |xs: &'static [&'static str]| prop::collection::vec(pick(xs).prop_map(String::from), 0..3);
     (
-        (prop::option::weighted(0.9, (ip(), pick(PORTS)).prop_map(|(i, p)| SocketAddr::new(i, p))), prop::option::weighted(0.9, ip()), pick(PORTS)),
-        (pick(HOSTS), pick(&[Protocol::Tcp, Protocol::Udp]), pick(ENDPOINTS), pick(EMAILS)),
+        (
+            prop::option::weighted(
+                0.9,
+                (ip(), pick(PORTS)).prop_map(|(i, p)| SocketAddr::new(i, p)),
+            ),
+            prop::option::weighted(0.9, ip()),
+            pick(PORTS),
+        ),
+        (
+            pick(HOSTS),
+            pick(&[Protocol::Tcp, Protocol::Udp]),
+            pick(ENDPOINTS),
+            pick(EMAILS),
+        ),
         (strs(GROUPS), strs(POSTURE), strs(POSTURE)),
-        (pick(COUNTRIES), pick(CONTINENTS), pick(COUNTRIES), pick(CONTINENTS)),
+        (
+            pick(COUNTRIES),
+            pick(CONTINENTS),
+            pick(COUNTRIES),
+            pick(CONTINENTS),
+        ),
     )
-        .prop_map(|((src, dst, dst_port), (host, protocol, endpoint, email), (groups, passed, failed), (a, b, c, d))| Conn {
-            src, dst, dst_port, host, protocol, endpoint, email, groups, passed, failed, geo: [a, b, c, d],
-        })
+        .prop_map(
+            |(
+                (src, dst, dst_port),
+                (host, protocol, endpoint, email),
+                (groups, passed, failed),
+                (a, b, c, d),
+            )| Conn {
+                src,
+                dst,
+                dst_port,
+                host,
+                protocol,
+                endpoint,
+                email,
+                groups,
+                passed,
+                failed,
+                geo: [a, b, c, d],
+            },
+        )
 }
 
 impl Conn {
@@ -237,5 +377,8 @@ fn random_policies_are_mostly_indexed() {
         enabled += s.enabled;
         unindexed += s.unindexed;
     }
-    assert!(unindexed * 3 < enabled * 2, "{unindexed} of {enabled} rules unindexed");
+    assert!(
+        unindexed * 3 < enabled * 2,
+        "{unindexed} of {enabled} rules unindexed"
+    );
 }

@@ -1,11 +1,16 @@
 //! The large generated example stays in sync with its generator, and on realistic generated
 //! policies the compiled table agrees with the reference evaluator connection by connection.
 
+#![allow(clippy::unwrap_used)]
+
 use egressd_policy::{CompiledPolicy, check_str, decide_reference, synth};
 
 #[test]
 fn large_example_is_the_generator_output() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/examples/large-generated.toml");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../configs/examples/large-generated.toml"
+    );
     let on_disk = std::fs::read_to_string(path).expect("large example");
     assert!(
         on_disk == synth::policy_text(10_000),
@@ -20,7 +25,11 @@ fn compiled_matches_reference_on_a_generated_policy() {
     assert!(!checked.diags.has_errors(), "{}", checked.render());
     let policy = checked.policy.expect("valid");
     let table = CompiledPolicy::new(policy.clone());
-    assert_eq!(table.stats().unindexed, 1, "only the catch-all should be unindexed");
+    assert_eq!(
+        table.stats().unindexed,
+        1,
+        "only the catch-all should be unindexed"
+    );
     let mut matched_rules = 0;
     for c in synth::connections(20_000, 5_000, 7) {
         let m = c.meta();

@@ -15,10 +15,17 @@ impl FileSource for DiskFiles {
     }
 
     fn list_dir(&self, dir: &Path) -> Result<Vec<String>, String> {
-        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
         std::fs::read_dir(dir)
             .map_err(|e| e.to_string())?
-            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()).map_err(|e| e.to_string()))
+            .map(|e| {
+                e.map(|e| e.file_name().to_string_lossy().into_owned())
+                    .map_err(|e| e.to_string())
+            })
             .collect()
     }
 }

@@ -12,7 +12,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "egressd", version, about = "Egress-IP policy proxy (SOCKS5 and HTTP)")]
+#[command(
+    name = "egressd",
+    version,
+    about = "Egress-IP policy proxy (SOCKS5 and HTTP)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -3,6 +3,8 @@
 //! trip), invalid configs print exactly their `.expected` diagnostics and exit 1, and the
 //! warnings fixtures print exactly their warnings and exit 0.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -43,7 +45,10 @@ fn check_against_expected(dir: &str, want_code: i32) -> usize {
         let expected = std::fs::read_to_string(&expected_path)
             .unwrap_or_else(|e| panic!("{}: {e}", expected_path.display()));
         let (code, stdout, stderr) = egressd(&["check", "-c", f]);
-        assert_eq!(stdout, expected, "{f}: diagnostics differ (stderr: {stderr})");
+        assert_eq!(
+            stdout, expected,
+            "{f}: diagnostics differ (stderr: {stderr})"
+        );
         assert_eq!(code, want_code, "{f}: exit code");
     }
     files.len()
@@ -68,10 +73,18 @@ fn examples_check_clean_and_round_trip_through_artifacts() {
     for f in &files {
         let (code, stdout, stderr) = egressd(&["check", "-c", f]);
         assert_eq!(code, 0, "{f}: {stdout}{stderr}");
-        assert!(!stdout.contains("error:") && !stdout.contains("warning:"), "{f}: {stdout}");
+        assert!(
+            !stdout.contains("error:") && !stdout.contains("warning:"),
+            "{f}: {stdout}"
+        );
         assert!(stdout.contains(", 0 failed"), "{f}: {stdout}");
 
-        let out = dir.join(Path::new(f).with_extension("bin").file_name().expect("name"));
+        let out = dir.join(
+            Path::new(f)
+                .with_extension("bin")
+                .file_name()
+                .expect("name"),
+        );
         let out_s = out.to_str().expect("utf-8 path");
         let (code, stdout, stderr) = egressd(&["compile", "-c", f, "-o", out_s]);
         assert_eq!(code, 0, "{f}: {stdout}{stderr}");
@@ -85,8 +98,15 @@ fn examples_check_clean_and_round_trip_through_artifacts() {
 #[test]
 fn explain_shows_rule_conditions_pool_and_chain() {
     let (code, stdout, stderr) = egressd(&[
-        "explain", "-c", "configs/examples/portugal.toml", "--dst", "203.0.113.10:443",
-        "--user", "alice@example.com", "--src", "10.0.0.5",
+        "explain",
+        "-c",
+        "configs/examples/portugal.toml",
+        "--dst",
+        "203.0.113.10:443",
+        "--user",
+        "alice@example.com",
+        "--src",
+        "10.0.0.5",
     ]);
     assert_eq!(code, 0, "{stderr}");
     for want in [
@@ -99,8 +119,14 @@ fn explain_shows_rule_conditions_pool_and_chain() {
     }
 
     let (code, stdout, _) = egressd(&[
-        "explain", "-c", "configs/examples/portugal.toml", "--dst", "203.0.113.10:443",
-        "--user", "bob@example.com", "--json",
+        "explain",
+        "-c",
+        "configs/examples/portugal.toml",
+        "--dst",
+        "203.0.113.10:443",
+        "--user",
+        "bob@example.com",
+        "--json",
     ]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&stdout).expect("json");
@@ -121,7 +147,13 @@ fn damaged_artifacts_are_refused_with_a_clear_error() {
     let dir = tempdir();
     let out = dir.join("p.bin");
     let out_s = out.to_str().expect("utf-8");
-    let (code, ..) = egressd(&["compile", "-c", "configs/examples/portugal.toml", "-o", out_s]);
+    let (code, ..) = egressd(&[
+        "compile",
+        "-c",
+        "configs/examples/portugal.toml",
+        "-o",
+        out_s,
+    ]);
     assert_eq!(code, 0);
     let bytes = std::fs::read(&out).expect("artifact");
 
@@ -155,7 +187,12 @@ fn hash_password_makes_a_verifiable_argon2id_hash() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
-    child.stdin.take().expect("stdin").write_all(b"correct horse\n").expect("write");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"correct horse\n")
+        .expect("write");
     let out = child.wait_with_output().expect("wait");
     assert!(out.status.success());
     let phc = String::from_utf8(out.stdout).expect("utf-8");
@@ -163,8 +200,16 @@ fn hash_password_makes_a_verifiable_argon2id_hash() {
     assert!(phc.starts_with("$argon2id$v=19$"), "{phc}");
     use argon2::password_hash::{PasswordHash, PasswordVerifier};
     let parsed = PasswordHash::new(phc).expect("PHC");
-    assert!(argon2::Argon2::default().verify_password(b"correct horse", &parsed).is_ok());
-    assert!(argon2::Argon2::default().verify_password(b"correct horse\n", &parsed).is_err());
+    assert!(
+        argon2::Argon2::default()
+            .verify_password(b"correct horse", &parsed)
+            .is_ok()
+    );
+    assert!(
+        argon2::Argon2::default()
+            .verify_password(b"correct horse\n", &parsed)
+            .is_err()
+    );
 }
 
 /// A fresh directory under the target dir (no extra crates needed).

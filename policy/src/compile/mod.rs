@@ -14,12 +14,11 @@ mod ports;
 pub mod sets;
 mod trie;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use smallvec::SmallVec;
 
 use crate::expr::ast::{
-    ArrayField, CmpOp, Expr, IntField, IpField, IpPred, Quantifier, StrField, StrPred,
-    TestKind,
+    ArrayField, CmpOp, Expr, IntField, IpField, IpPred, Quantifier, StrField, StrPred, TestKind,
 };
 use crate::meta::{ConnMeta, domains};
 use crate::model::{Action, DefaultAction, Family, ListItems, ListKind, Policy, PoolId, RuleId};
@@ -60,47 +59,176 @@ enum Key {
     Elem(ArrayField, Box<str>),
     /// The host name is this domain or a subdomain of it.
     Suffix(Box<str>),
+    /// Exact keys on two or three different fields, all required (from `a and b and c`),
+    /// sorted by field.
+    Tuple(Box<[Key]>),
 }
 
-impl Key {
-    /// Rough probability that a random connection satisfies the key; lower is more selective.
-    fn weight(&self) -> f64 {
-        match self {
-            Key::Ip(_, n) => {
-                let bits = if n.addr().is_ipv4() { n.prefix_len() } else { n.prefix_len() / 4 };
-                2f64.powi(-i32::from(bits)).max(1e-7)
-            }
-            Key::Port(_, lo, hi) => (f64::from(*hi - *lo) + 1.0) / 65536.0 + 0.05,
-            Key::Str(StrField::Host, _) => 1e-5,
-            Key::Suffix(_) => 1e-4,
-            Key::Str(StrField::Email | StrField::Name, _) => 1e-3,
-            Key::Str(StrField::SrcCountry | StrField::DstCountry, _) => 0.05,
-            Key::Elem(ArrayField::Groups | ArrayField::Domains, _) => 0.05,
-            Key::Str(StrField::SrcContinent | StrField::DstContinent, _) => 0.2,
-            Key::Elem(ArrayField::PosturePassed | ArrayField::PostureFailed, _) => 0.2,
-            Key::Str(StrField::Endpoint, _) => 0.3,
-            Key::Str(StrField::Protocol, _) => 0.5,
+/// A field whose values are matched exactly through a hash map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Exact {
+    Str(StrField),
+    Elem(ArrayField),
+    Port(IntField),
+}
+
+/// One exact value, as hashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Val<'a> {
+    Str(&'a str),
+    Port(u16),
+}
+
+impl Exact {
+    fn of(k: &Key) -> Option<(Exact, Val<'_>)> {
+        match k {
+            Key::Str(f, v) => Some((Exact::Str(*f), Val::Str(v))),
+            Key::Elem(f, v) => Some((Exact::Elem(*f), Val::Str(v))),
+            Key::Port(f, lo, hi) if lo == hi => Some((Exact::Port(*f), Val::Port(*lo))),
+            _ => None,
         }
+    }
+
+    /// Calls `f` with each value the connection has for this field.
+    fn each(self, m: &ConnMeta<'_>, mut f: impl FnMut(Val<'_>)) {
+        match self {
+            Exact::Str(s) => f(Val::Str(m.str(s))),
+            Exact::Elem(a) => {
+                m.any_of(a, |v| {
+                    f(Val::Str(v));
+                    false
+                });
+            }
+            Exact::Port(p) => f(Val::Port(m.port(p))),
+        }
+    }
+}
+
+fn hash_val(h: &mut rustc_hash::FxHasher, v: Val<'_>) {
+    use std::hash::Hasher;
+    match v {
+        Val::Str(s) => h.write(s.as_bytes()),
+        Val::Port(p) => h.write(&p.to_be_bytes()),
+    }
+    h.write_u8(0xff);
+}
+
+fn tuple_hash<'a>(vals: impl IntoIterator<Item = Val<'a>>) -> u64 {
+    use std::hash::Hasher;
+    let mut h = rustc_hash::FxHasher::default();
+    for v in vals {
+        hash_val(&mut h, v);
+    }
+    h.finish()
+}
+
+/// Calls `f` with the hash of every combination of the connection's values for `fields`.
+fn each_tuple(fields: &[Exact], m: &ConnMeta<'_>, h: rustc_hash::FxHasher, f: &mut dyn FnMut(u64)) {
+    use std::hash::Hasher;
+    match fields.split_first() {
+        None => f(h.finish()),
+        Some((first, rest)) => first.each(m, |v| {
+            let mut h = h.clone();
+            hash_val(&mut h, v);
+            each_tuple(rest, m, h, f);
+        }),
+    }
+}
+
+/// How many distinct values each exact field and the domain suffixes take in the policy: a
+/// connection is expected to hit about one value in that many, so this estimates how many
+/// candidates a key will bring.
+#[derive(Debug, Default)]
+struct Selectivity {
+    distinct: FxHashMap<Exact, usize>,
+    suffixes: usize,
+}
+
+impl Selectivity {
+    fn new(policy: &Policy) -> Self {
+        let mut seen: FxHashMap<Exact, FxHashSet<Val<'_>>> = FxHashMap::default();
+        let mut suffixes = FxHashSet::default();
+        let alts: Vec<Vec<Guard>> = policy
+            .rules
+            .iter()
+            .filter(|r| r.enabled)
+            .filter_map(|r| guard_alternatives(&r.when, policy))
+            .collect();
+        for k in alts.iter().flatten().flatten() {
+            match k {
+                Key::Suffix(v) => {
+                    suffixes.insert(&**v);
+                }
+                k => {
+                    if let Some((f, v)) = Exact::of(k) {
+                        seen.entry(f).or_default().insert(v);
+                    }
+                }
+            }
+        }
+        Selectivity {
+            distinct: seen.into_iter().map(|(f, s)| (f, s.len())).collect(),
+            suffixes: suffixes.len(),
+        }
+    }
+
+    /// Rough probability that a connection satisfies the key; lower is more selective.
+    fn weight(&self, k: &Key) -> f64 {
+        let one_in = |n: usize| 1.0 / n.max(1) as f64;
+        match k {
+            Key::Ip(_, n) => {
+                let bits = if n.addr().is_ipv4() {
+                    n.prefix_len()
+                } else {
+                    n.prefix_len() / 4
+                };
+                2f64.powi(-i32::from(bits)).max(1e-9)
+            }
+            // Ports cluster on a few well-known values, so even one port is not rare.
+            Key::Port(_, lo, hi) => (f64::from(*hi - *lo) + 1.0) / 65536.0 + 0.05,
+            Key::Str(f, _) => one_in(self.distinct.get(&Exact::Str(*f)).copied().unwrap_or(1)),
+            // A user has a couple of groups; a host has a few parent domains.
+            Key::Elem(f, _) => {
+                (2.0 * one_in(self.distinct.get(&Exact::Elem(*f)).copied().unwrap_or(1))).min(1.0)
+            }
+            Key::Suffix(_) => (3.0 * one_in(self.suffixes)).min(1.0),
+            Key::Tuple(keys) => keys.iter().map(|k| self.weight(k)).product(),
+        }
+    }
+
+    fn cost(&self, g: &Guard) -> f64 {
+        g.iter().map(|k| self.weight(k)).sum()
     }
 }
 
 /// A disjunction of keys: whenever the expression holds, at least one key matches.
 type Guard = Vec<Key>;
 
-fn cost(g: &Guard) -> f64 {
-    g.iter().map(Key::weight).sum()
-}
+/// Largest guard a cross product of key sets may expand to.
+const MAX_TUPLE_KEYS: usize = 64;
 
-fn str_keys(p: &StrPred, policy: &Policy, key: impl Fn(Box<str>) -> Key, hostish: bool) -> Option<Guard> {
+fn str_keys(
+    p: &StrPred,
+    policy: &Policy,
+    key: impl Fn(Box<str>) -> Key,
+    hostish: bool,
+) -> Option<Guard> {
     match p {
         StrPred::Cmp(CmpOp::Eq, v) => Some(vec![key(v.as_str().into())]),
         StrPred::In(vs) => Some(vs.iter().map(|v| key(v.as_str().into())).collect()),
         StrPred::InList(id) => {
             let l = policy.lists.get(id.0 as usize)?;
-            let ListItems::Str(items) = &l.items else { return None };
+            let ListItems::Str(items) = &l.items else {
+                return None;
+            };
             if l.kind == ListKind::Domain {
                 // Only host-like fields accept domain lists; they index by suffix.
-                hostish.then(|| items.iter().map(|i| Key::Suffix(i.as_str().into())).collect())
+                hostish.then(|| {
+                    items
+                        .iter()
+                        .map(|i| Key::Suffix(i.as_str().into()))
+                        .collect()
+                })
             } else {
                 Some(items.iter().map(|i| key(i.as_str().into())).collect())
             }
@@ -109,18 +237,94 @@ fn str_keys(p: &StrPred, policy: &Policy, key: impl Fn(Box<str>) -> Key, hostish
     }
 }
 
-/// A guard implied by `e`, or `None` if none is known.
-fn guard(e: &Expr, policy: &Policy) -> Option<Guard> {
+/// The guards `e` implies, one per conjunct for `a and b` (any one of them is a valid guard),
+/// or `None` if none is known.
+fn guard_alternatives(e: &Expr, policy: &Policy) -> Option<Vec<Guard>> {
+    match e {
+        Expr::And(es) => {
+            let alts: Vec<Guard> = es.iter().filter_map(|e| guard(e, policy, None)).collect();
+            (!alts.is_empty()).then_some(alts)
+        }
+        e => guard(e, policy, None).map(|g| vec![g]),
+    }
+}
+
+/// Exact string keys all on one field, as (field, values), if `g` is such a guard.
+fn single_exact_field(g: &Guard) -> Option<Exact> {
+    let first = Exact::of(g.first()?)?.0;
+    g.iter()
+        .all(|k| Exact::of(k).is_some_and(|(f, _)| f == first))
+        .then_some(first)
+}
+
+/// The best guard for `a and b and ...`: one conjunct's guard, or the cross product of two or
+/// three conjuncts' exact keys on different fields when that is rarer.
+fn best_conjunct(alts: Vec<Guard>, sel: &Selectivity) -> Option<Guard> {
+    let mut best: Option<(f64, Guard)> = None;
+    let mut consider = |g: Guard| {
+        let c = sel.cost(&g);
+        if best.as_ref().is_none_or(|(bc, _)| c < *bc) {
+            best = Some((c, g));
+        }
+    };
+    let mut exact: Vec<(Exact, &Guard)> = alts
+        .iter()
+        .filter_map(|g| Some((single_exact_field(g)?, g)))
+        .collect();
+    exact.sort_by_key(|(f, _)| *f);
+    exact.dedup_by_key(|(f, _)| *f);
+    let n = exact.len();
+    let mut combos: Vec<Vec<usize>> = Vec::new();
+    for i in 0..n {
+        for j in i + 1..n {
+            combos.push(vec![i, j]);
+            for k in j + 1..n {
+                combos.push(vec![i, j, k]);
+            }
+        }
+    }
+    for combo in combos {
+        let size: usize = combo.iter().map(|&i| exact[i].1.len()).product();
+        if size > MAX_TUPLE_KEYS {
+            continue;
+        }
+        let mut tuples: Vec<Vec<Key>> = vec![Vec::new()];
+        for &i in &combo {
+            tuples = tuples
+                .into_iter()
+                .flat_map(|t| {
+                    exact[i].1.iter().map(move |k| {
+                        let mut t = t.clone();
+                        t.push(k.clone());
+                        t
+                    })
+                })
+                .collect();
+        }
+        consider(tuples.into_iter().map(|t| Key::Tuple(t.into())).collect());
+    }
+    for g in alts {
+        consider(g);
+    }
+    best.map(|(_, g)| g)
+}
+
+/// A guard implied by `e`, or `None` if none is known. Without selectivity figures (while
+/// they are being gathered) a conjunction takes its first guard.
+fn guard(e: &Expr, policy: &Policy, sel: Option<&Selectivity>) -> Option<Guard> {
     match e {
         Expr::True | Expr::Not(_) | Expr::Xor(..) => None,
-        Expr::And(es) => es
-            .iter()
-            .filter_map(|e| guard(e, policy))
-            .min_by(|a, b| cost(a).total_cmp(&cost(b))),
+        Expr::And(es) => {
+            let alts: Vec<Guard> = es.iter().filter_map(|e| guard(e, policy, sel)).collect();
+            match sel {
+                Some(sel) => best_conjunct(alts, sel),
+                None => alts.into_iter().next(),
+            }
+        }
         Expr::Or(es) => {
             let mut all = Vec::new();
             for e in es {
-                all.extend(guard(e, policy)?);
+                all.extend(guard(e, policy, sel)?);
             }
             Some(all)
         }
@@ -136,7 +340,12 @@ fn guard(e: &Expr, policy: &Policy) -> Option<Guard> {
             },
             TestKind::Int(f, p) => {
                 let ranges = port_ranges(p, &policy.lists);
-                Some(ranges.into_iter().map(|(lo, hi)| Key::Port(*f, lo, hi)).collect())
+                Some(
+                    ranges
+                        .into_iter()
+                        .map(|(lo, hi)| Key::Port(*f, lo, hi))
+                        .collect(),
+                )
             }
             TestKind::Str(StrField::Host, p) => {
                 str_keys(p, policy, |v| Key::Str(StrField::Host, v), true)
@@ -154,8 +363,16 @@ fn guard(e: &Expr, policy: &Policy) -> Option<Guard> {
     }
 }
 
+/// Sorted rule-id lists keyed by a hash of a tuple's values.
+type TupleIndex = FxHashMap<u64, Vec<u32>>;
+
 /// Sorted rule-id lists keyed by string.
 type StrIndex = FxHashMap<Box<str>, Vec<u32>>;
+
+/// Number of dot-separated labels in a name.
+fn labels(name: &str) -> usize {
+    name.bytes().filter(|&b| b == b'.').count() + 1
+}
 
 fn push_sorted(list: &mut Vec<u32>, rule: u32) {
     if list.last() != Some(&rule) {
@@ -173,6 +390,11 @@ struct Index {
     strs: Vec<(StrField, StrIndex)>,
     elems: Vec<(ArrayField, StrIndex)>,
     suffix: StrIndex,
+    /// Bit n set when some suffix key has n labels: other parents of a host are not probed.
+    suffix_labels: u64,
+    /// Tuples of exact fields, keyed by a hash of their values (a collision only adds a
+    /// candidate, which verification then rejects).
+    tuples: Vec<(Box<[Exact]>, TupleIndex)>,
     always: Vec<u32>,
 }
 
@@ -203,7 +425,25 @@ impl Index {
                 };
                 push_sorted(map.entry(v.clone()).or_default(), rule);
             }
-            Key::Suffix(v) => push_sorted(self.suffix.entry(v.clone()).or_default(), rule),
+            Key::Suffix(v) => {
+                self.suffix_labels |= 1u64 << labels(v).min(63);
+                push_sorted(self.suffix.entry(v.clone()).or_default(), rule);
+            }
+            Key::Tuple(keys) => {
+                let Some(parts) = keys.iter().map(Exact::of).collect::<Option<Vec<_>>>() else {
+                    return;
+                };
+                let fields: Box<[Exact]> = parts.iter().map(|(f, _)| *f).collect();
+                let map = match self.tuples.iter_mut().position(|(s, _)| *s == fields) {
+                    Some(i) => &mut self.tuples[i].1,
+                    None => {
+                        self.tuples.push((fields, FxHashMap::default()));
+                        &mut self.tuples.last_mut().expect("just pushed").1
+                    }
+                };
+                let h = tuple_hash(parts.iter().map(|(_, v)| *v));
+                push_sorted(map.entry(h).or_default(), rule);
+            }
         }
     }
 
@@ -233,8 +473,21 @@ impl Index {
                 false
             });
         }
+        for (fields, map) in &self.tuples {
+            each_tuple(fields, m, rustc_hash::FxHasher::default(), &mut |h| {
+                if let Some(l) = map.get(&h) {
+                    out.push(l);
+                }
+            });
+        }
         if !self.suffix.is_empty() {
+            let mut n = labels(m.host);
             for d in domains(m.host) {
+                let probe = self.suffix_labels & (1u64 << n.min(63)) != 0;
+                n = n.saturating_sub(1);
+                if !probe {
+                    continue;
+                }
                 if let Some(l) = self.suffix.get(d) {
                     out.push(l);
                 }
@@ -244,7 +497,9 @@ impl Index {
 
     fn heap_bytes(&self) -> usize {
         let map_bytes = |m: &StrIndex| {
-            m.iter().map(|(k, v)| k.len() + v.capacity() * 4 + 48).sum::<usize>()
+            m.iter()
+                .map(|(k, v)| k.len() + v.capacity() * 4 + 48)
+                .sum::<usize>()
         };
         self.src_ip.heap_bytes()
             + self.dst_ip.heap_bytes()
@@ -253,6 +508,12 @@ impl Index {
             + self.strs.iter().map(|(_, m)| map_bytes(m)).sum::<usize>()
             + self.elems.iter().map(|(_, m)| map_bytes(m)).sum::<usize>()
             + map_bytes(&self.suffix)
+            + self
+                .tuples
+                .iter()
+                .flat_map(|(_, m)| m.values())
+                .map(|v| v.capacity() * 4 + 40)
+                .sum::<usize>()
             + self.always.capacity() * 4
     }
 }
@@ -289,6 +550,7 @@ impl CompiledPolicy {
         let mut index = Index::default();
         let mut rules = Vec::with_capacity(policy.rules.len());
         let mut unindexed = 0;
+        let sel = Selectivity::new(&policy);
         for (i, r) in policy.rules.iter().enumerate() {
             let id = u32::try_from(i).unwrap_or(u32::MAX);
             rules.push(CRule {
@@ -303,7 +565,7 @@ impl CompiledPolicy {
             if !r.enabled {
                 continue;
             }
-            match guard(&r.when, &policy) {
+            match guard(&r.when, &policy, Some(&sel)) {
                 Some(keys) => keys.iter().for_each(|k| index.insert(k, id)),
                 None => {
                     unindexed += 1;

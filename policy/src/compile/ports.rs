@@ -57,7 +57,12 @@ impl PortIndex {
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.nodes.capacity() * 4 + self.lists.iter().map(|l| l.capacity() * 4 + 24).sum::<usize>()
+        self.nodes.capacity() * 4
+            + self
+                .lists
+                .iter()
+                .map(|l| l.capacity() * 4 + 24)
+                .sum::<usize>()
     }
 }
 

@@ -65,7 +65,9 @@ pub struct PortSet(Vec<(u16, u16)>);
 
 impl PortSet {
     pub fn new(ranges: impl IntoIterator<Item = (u16, u16)>) -> Self {
-        PortSet(merge(ranges.into_iter().collect(), |x: u16| x.checked_add(1)))
+        PortSet(merge(ranges.into_iter().collect(), |x: u16| {
+            x.checked_add(1)
+        }))
     }
 
     pub fn contains(&self, p: u16) -> bool {
@@ -107,13 +109,25 @@ mod tests {
 
     #[test]
     fn ip_ranges_merge_and_search() {
-        let nets: Vec<IpNet> = ["10.0.0.0/24", "10.0.1.0/24", "10.0.0.128/25", "192.168.1.1/32", "::1/128"]
-            .iter()
-            .map(|s| s.parse().unwrap())
-            .collect();
+        let nets: Vec<IpNet> = [
+            "10.0.0.0/24",
+            "10.0.1.0/24",
+            "10.0.0.128/25",
+            "192.168.1.1/32",
+            "::1/128",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
         let set = IpSet::new(&nets);
         assert_eq!(set.v4.len(), 2);
-        for (ip, want) in [("10.0.1.255", true), ("10.0.2.0", false), ("192.168.1.1", true), ("::1", true), ("::2", false)] {
+        for (ip, want) in [
+            ("10.0.1.255", true),
+            ("10.0.2.0", false),
+            ("192.168.1.1", true),
+            ("::1", true),
+            ("::2", false),
+        ] {
             assert_eq!(set.contains(ip.parse().unwrap()), want, "{ip}");
         }
     }

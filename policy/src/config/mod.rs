@@ -106,7 +106,6 @@ pub fn load(root: &Path, fs: &dyn FileSource, diags: &mut Diagnostics) -> Result
     Ok(loaded)
 }
 
-
 fn load_file(
     path: &Path,
     text: String,
@@ -230,7 +229,10 @@ fn merge_single<T>(
         match into {
             Some(old) => diags.error(
                 new.loc,
-                format!("{what} is defined twice; first at {}", sources.position(old.loc)),
+                format!(
+                    "{what} is defined twice; first at {}",
+                    sources.position(old.loc)
+                ),
             ),
             None => *into = Some(new),
         }

@@ -166,9 +166,7 @@ impl<T: FromToml> FromToml for Vec<Located<T>> {
 
 impl FromToml for IpAddr {
     fn from_toml(v: &Value<'_>, r: &mut Reader<'_>) -> Option<Self> {
-        parse_str(v, r, "IP address", |s| {
-            s.parse().map_err(|_| String::new())
-        })
+        parse_str(v, r, "IP address", |s| s.parse().map_err(|_| String::new()))
     }
 }
 
@@ -316,17 +314,28 @@ impl<'a, 'i> Table<'a, 'i> {
     }
 
     /// An optional key.
-    pub fn get<T: FromToml>(&mut self, r: &mut Reader<'_>, key: &'static str) -> Option<Located<T>> {
+    pub fn get<T: FromToml>(
+        &mut self,
+        r: &mut Reader<'_>,
+        key: &'static str,
+    ) -> Option<Located<T>> {
         let v = self.raw(key)?;
         let loc = r.loc(v);
         T::from_toml(v, r).map(|t| Located::new(t, loc))
     }
 
     /// A required key: its absence is reported at the table.
-    pub fn req<T: FromToml>(&mut self, r: &mut Reader<'_>, key: &'static str) -> Option<Located<T>> {
+    pub fn req<T: FromToml>(
+        &mut self,
+        r: &mut Reader<'_>,
+        key: &'static str,
+    ) -> Option<Located<T>> {
         if self.table.get(key).is_none() {
             self.asked.push(key);
-            r.error(self.loc, format!("{} is missing the required key `{key}`", self.what));
+            r.error(
+                self.loc,
+                format!("{} is missing the required key `{key}`", self.what),
+            );
             return None;
         }
         self.get(r, key)
@@ -393,8 +402,14 @@ mod tests {
 
     #[test]
     fn nets_reject_host_bits() {
-        assert_eq!(parse_net("10.0.0.0/8").map(|n| n.to_string()), Ok("10.0.0.0/8".into()));
-        assert_eq!(parse_net("10.0.0.1").map(|n| n.to_string()), Ok("10.0.0.1/32".into()));
+        assert_eq!(
+            parse_net("10.0.0.0/8").map(|n| n.to_string()),
+            Ok("10.0.0.0/8".into())
+        );
+        assert_eq!(
+            parse_net("10.0.0.1").map(|n| n.to_string()),
+            Ok("10.0.0.1/32".into())
+        );
         assert!(parse_net("10.0.0.1/8").unwrap_err().contains("10.0.0.0/8"));
         assert!(parse_net("10.0.0.0/33").is_err());
     }

@@ -16,14 +16,14 @@ pub enum IpField {
 }
 
 /// Fields holding a port number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum IntField {
     SrcPort,
     DstPort,
 }
 
 /// Fields holding one string.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum StrField {
     Host,
     Protocol,
@@ -37,7 +37,7 @@ pub enum StrField {
 }
 
 /// Fields holding an array of strings, used through `any(...)` / `all(...)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum ArrayField {
     Domains,
     Groups,
@@ -72,8 +72,14 @@ pub const FIELDS: &[(&str, Field)] = &[
     ("identity.email", Field::Str(StrField::Email)),
     ("identity.name", Field::Str(StrField::Name)),
     ("identity.groups", Field::Array(ArrayField::Groups)),
-    ("device_posture.checks.passed", Field::Array(ArrayField::PosturePassed)),
-    ("device_posture.checks.failed", Field::Array(ArrayField::PostureFailed)),
+    (
+        "device_posture.checks.passed",
+        Field::Array(ArrayField::PosturePassed),
+    ),
+    (
+        "device_posture.checks.failed",
+        Field::Array(ArrayField::PostureFailed),
+    ),
     // Cloudflare Gateway spells the group names this way.
     ("identity.groups.name", Field::Array(ArrayField::Groups)),
 ];

@@ -6,7 +6,12 @@ use crate::meta::ConnMeta;
 use crate::model::{List, ListItems, ListKind};
 
 /// Evaluates `e`; `trace` sees each test evaluated (short-circuit order) with its result.
-pub fn eval(e: &Expr, m: &ConnMeta<'_>, lists: &[List], trace: &mut dyn FnMut(&Test, bool)) -> bool {
+pub fn eval(
+    e: &Expr,
+    m: &ConnMeta<'_>,
+    lists: &[List],
+    trace: &mut dyn FnMut(&Test, bool),
+) -> bool {
     match e {
         Expr::True => true,
         Expr::Test(t) => {
@@ -41,7 +46,8 @@ fn test(k: &TestKind, m: &ConnMeta<'_>, lists: &[List]) -> bool {
         }
         TestKind::Int(f, p) => {
             let port = m.port(*f);
-            let in_ranges = |rs: &[(u16, u16)]| rs.iter().any(|(lo, hi)| (*lo..=*hi).contains(&port));
+            let in_ranges =
+                |rs: &[(u16, u16)]| rs.iter().any(|(lo, hi)| (*lo..=*hi).contains(&port));
             match p {
                 IntPred::Cmp(op, v) => op.holds(&port, v),
                 IntPred::In(rs) => in_ranges(rs),
@@ -59,10 +65,15 @@ fn test(k: &TestKind, m: &ConnMeta<'_>, lists: &[List]) -> bool {
 
 /// Whether `s` is in a string list: domain lists also match subdomains.
 pub fn in_str_list(l: &List, s: &str) -> bool {
-    let ListItems::Str(items) = &l.items else { return false };
+    let ListItems::Str(items) = &l.items else {
+        return false;
+    };
     match l.kind {
         ListKind::Domain => items.iter().any(|d| {
-            s == d || (s.len() > d.len() && s.ends_with(d.as_str()) && s.as_bytes()[s.len() - d.len() - 1] == b'.')
+            s == d
+                || (s.len() > d.len()
+                    && s.ends_with(d.as_str())
+                    && s.as_bytes()[s.len() - d.len() - 1] == b'.')
         }),
         _ => items.iter().any(|i| i == s),
     }

@@ -36,7 +36,11 @@ pub fn parse(text: &str, lists: &dyn Lists) -> Result<Expr, ExprError> {
     };
     p.skip_ws();
     if p.at_end() {
-        return Err(p.err(0, text.len(), "empty expression; omit `when` to match everything"));
+        return Err(p.err(
+            0,
+            text.len(),
+            "empty expression; omit `when` to match everything",
+        ));
     }
     let e = p.or()?;
     p.skip_ws();
@@ -210,15 +214,24 @@ impl<'a> Parser<'a> {
         self.skip_ws();
         let start = self.pos;
         for (kw, quant) in [("any", Quantifier::Any), ("all", Quantifier::All)] {
-            if self.rest().starts_with(kw) && self.src[self.pos + kw.len()..].trim_start().starts_with('(')
+            if self.rest().starts_with(kw)
+                && self.src[self.pos + kw.len()..]
+                    .trim_start()
+                    .starts_with('(')
             {
                 self.pos += kw.len();
                 self.expect_sym("(", "`(`")?;
                 let (field, fs, fe) = self.field()?;
                 let Field::Array(af) = field else {
-                    return Err(self.err(fs, fe, format!(
-                        "`{kw}(...)` takes an array field; `{}` is of type {}",
-                        field.name(), field.type_name())));
+                    return Err(self.err(
+                        fs,
+                        fe,
+                        format!(
+                            "`{kw}(...)` takes an array field; `{}` is of type {}",
+                            field.name(),
+                            field.type_name()
+                        ),
+                    ));
                 };
                 self.expect_sym("[*]", "`[*]` after the array field")?;
                 let pred = self.str_pred(Field::Array(af), Some(af))?;
@@ -227,16 +240,17 @@ impl<'a> Parser<'a> {
             }
         }
         let (field, fs, fe) = self.field()?;
-        let kind = match field {
-            Field::Ip(f) => TestKind::Ip(f, self.ip_pred(field)?),
-            Field::Int(f) => TestKind::Int(f, self.int_pred(field)?),
-            Field::Str(f) => TestKind::Str(f, self.str_pred(field, None)?),
-            Field::Array(_) => {
-                return Err(self.err(fs, fe, format!(
+        let kind =
+            match field {
+                Field::Ip(f) => TestKind::Ip(f, self.ip_pred(field)?),
+                Field::Int(f) => TestKind::Int(f, self.int_pred(field)?),
+                Field::Str(f) => TestKind::Str(f, self.str_pred(field, None)?),
+                Field::Array(_) => {
+                    return Err(self.err(fs, fe, format!(
                     "`{0}` is an array: test its elements with any({0}[*] == ...) or all(...)",
                     field.name())));
-            }
-        };
+                }
+            };
         Ok(self.test(kind, start))
     }
 
@@ -281,7 +295,11 @@ impl<'a> Parser<'a> {
             }
         }
         let (s, e) = self.peek_word_span();
-        Err(self.err(s, e, "expected an operator: == != < <= > >= in matches contains"))
+        Err(self.err(
+            s,
+            e,
+            "expected an operator: == != < <= > >= in matches contains",
+        ))
     }
 
     fn not_for(&self, field: Field, op_text: (usize, usize)) -> ExprError {
@@ -289,7 +307,11 @@ impl<'a> Parser<'a> {
         self.err(
             op_text.0,
             op_text.1,
-            format!("operator `{text}` is not defined for `{}` (type {})", field.name(), field.type_name()),
+            format!(
+                "operator `{text}` is not defined for `{}` (type {})",
+                field.name(),
+                field.type_name()
+            ),
         )
     }
 
@@ -308,9 +330,16 @@ impl<'a> Parser<'a> {
         };
         if !kinds.contains(&kind) {
             let want: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
-            return Err(self.err(start, self.pos, format!(
-                "list `${name}` holds {} items, but `{}` needs a list of kind {}",
-                kind.as_str(), field.name(), want.join(" or "))));
+            return Err(self.err(
+                start,
+                self.pos,
+                format!(
+                    "list `${name}` holds {} items, but `{}` needs a list of kind {}",
+                    kind.as_str(),
+                    field.name(),
+                    want.join(" or ")
+                ),
+            ));
         }
         Ok(id)
     }
@@ -355,7 +384,13 @@ impl<'a> Parser<'a> {
             let (s, e) = self.peek_word_span();
             return Err(self.err(s, e, "expected an IP address or CIDR"));
         }
-        parse_net(&self.src[s..e]).map_err(|why| self.err(s, e, format!("invalid address `{}`: {why}", &self.src[s..e])))
+        parse_net(&self.src[s..e]).map_err(|why| {
+            self.err(
+                s,
+                e,
+                format!("invalid address `{}`: {why}", &self.src[s..e]),
+            )
+        })
     }
 
     fn ip_pred(&mut self, field: Field) -> PResult<IpPred> {
@@ -410,7 +445,14 @@ impl<'a> Parser<'a> {
         let port = |p: &mut Self| {
             p.port().map_err(|e| {
                 if e.message == "expected a port number" {
-                    p.err(e.start, e.end, format!("`{}` compares ports: expected a number from 0 to 65535", field.name()))
+                    p.err(
+                        e.start,
+                        e.end,
+                        format!(
+                            "`{}` compares ports: expected a number from 0 to 65535",
+                            field.name()
+                        ),
+                    )
                 } else {
                     e
                 }
@@ -466,8 +508,8 @@ impl<'a> Parser<'a> {
         };
         let (op, _, _) = self.operator()?;
         self.skip_ws();
-        let hostish = matches!(field, Field::Str(StrField::Host))
-            || array == Some(ArrayField::Domains);
+        let hostish =
+            matches!(field, Field::Str(StrField::Host)) || array == Some(ArrayField::Domains);
         match op {
             Op::Cmp(c) => Ok(StrPred::Cmp(c, case.apply(&self.string_for(field)?))),
             Op::In if self.rest().starts_with('$') => {
@@ -490,7 +532,11 @@ impl<'a> Parser<'a> {
                         let why = e.to_string();
                         let last = why.lines().last().unwrap_or("").trim();
                         let last = last.strip_prefix("error: ").unwrap_or(last).to_string();
-                        Err(self.err(start, self.pos, format!("invalid regular expression: {last}")))
+                        Err(self.err(
+                            start,
+                            self.pos,
+                            format!("invalid regular expression: {last}"),
+                        ))
                     }
                 }
             }
@@ -502,8 +548,14 @@ impl<'a> Parser<'a> {
     fn string_for(&mut self, field: Field) -> PResult<String> {
         self.string().map_err(|e| {
             if e.message.starts_with("expected a string") {
-                self.err(e.start, e.end, format!(
-                    "`{}` compares strings: expected a string in double quotes", field.name()))
+                self.err(
+                    e.start,
+                    e.end,
+                    format!(
+                        "`{}` compares strings: expected a string in double quotes",
+                        field.name()
+                    ),
+                )
             } else {
                 e
             }
@@ -548,7 +600,13 @@ mod tests {
         let e = ok(r#"net.dst.ip in $ips and any(identity.groups[*] in {"finance"})"#);
         let Expr::And(items) = e else { panic!() };
         assert_eq!(items.len(), 2);
-        assert!(matches!(&items[0], Expr::Test(Test { kind: TestKind::Ip(_, IpPred::InList(ListId(0))), .. })));
+        assert!(matches!(
+            &items[0],
+            Expr::Test(Test {
+                kind: TestKind::Ip(_, IpPred::InList(ListId(0))),
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -577,22 +635,40 @@ mod tests {
 
     #[test]
     fn errors_point_at_the_offending_text() {
-        assert_eq!(err("net.dst.ipp == 1.2.3.4"), ("net.dst.ipp".into(), "unknown field `net.dst.ipp`".into()));
+        assert_eq!(
+            err("net.dst.ipp == 1.2.3.4"),
+            ("net.dst.ipp".into(), "unknown field `net.dst.ipp`".into())
+        );
         assert_eq!(err("net.dst.ip in $nope").0, "$nope");
-        assert_eq!(err("net.dst.port in $hosts").1,
-            "list `$hosts` holds host items, but `net.dst.port` needs a list of kind port");
+        assert_eq!(
+            err("net.dst.port in $hosts").1,
+            "list `$hosts` holds host items, but `net.dst.port` needs a list of kind port"
+        );
         assert_eq!(err("net.dst.ip == 300.1.1.1").0, "300.1.1.1");
-        assert_eq!(err("net.dst.port == \"80\"").1, "`net.dst.port` compares ports: expected a number from 0 to 65535");
-        assert_eq!(err("net.dst.port == 70000").1, "port out of range (0 to 65535)");
-        assert_eq!(err("net.fqdn.host == 3").1,
-            "`net.fqdn.host` compares strings: expected a string in double quotes");
+        assert_eq!(
+            err("net.dst.port == \"80\"").1,
+            "`net.dst.port` compares ports: expected a number from 0 to 65535"
+        );
+        assert_eq!(
+            err("net.dst.port == 70000").1,
+            "port out of range (0 to 65535)"
+        );
+        assert_eq!(
+            err("net.fqdn.host == 3").1,
+            "`net.fqdn.host` compares strings: expected a string in double quotes"
+        );
         assert_eq!(err(r#"net.fqdn.host matches "(""#).0, r#""(""#);
         assert_eq!(err("identity.groups == \"a\"").0, "identity.groups");
-        assert_eq!(err("net.dst.ip matches \"x\"").1,
-            "operator `matches` is not defined for `net.dst.ip` (type ip)");
+        assert_eq!(
+            err("net.dst.ip matches \"x\"").1,
+            "operator `matches` is not defined for `net.dst.ip` (type ip)"
+        );
         assert_eq!(err("(net.dst.port == 1").1, "expected `)`");
         assert_eq!(err("net.dst.port == 1 net.dst.port == 2").0, "net.dst.port");
         assert_eq!(err("net.dst.port in {}").1, "empty set");
-        assert_eq!(err("  ").1, "empty expression; omit `when` to match everything");
+        assert_eq!(
+            err("  ").1,
+            "empty expression; omit `when` to match everything"
+        );
     }
 }

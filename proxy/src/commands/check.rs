@@ -29,7 +29,9 @@ pub fn run(path: &Path) -> ExitCode {
     if let Some(policy) = policy {
         let table = CompiledPolicy::new(policy);
         for t in run_tests(&table) {
-            let at = sources.as_ref().map_or_else(|| t.name.clone(), |s| s.position(t.loc));
+            let at = sources
+                .as_ref()
+                .map_or_else(|| t.name.clone(), |s| s.position(t.loc));
             if t.failures.is_empty() {
                 passed += 1;
             } else {
@@ -42,10 +44,20 @@ pub fn run(path: &Path) -> ExitCode {
         let s = table.stats();
         println!(
             "{}: {} ({} enabled, {} checked for every connection), {}, {}, tests: {passed} passed, {failed} failed",
-            path.display(), count(s.rules, "rule"), s.enabled, s.unindexed, count(errors, "error"), count(warnings, "warning")
+            path.display(),
+            count(s.rules, "rule"),
+            s.enabled,
+            s.unindexed,
+            count(errors, "error"),
+            count(warnings, "warning")
         );
     } else {
-        println!("{}: {}, {}", path.display(), count(errors, "error"), count(warnings, "warning"));
+        println!(
+            "{}: {}, {}",
+            path.display(),
+            count(errors, "error"),
+            count(warnings, "warning")
+        );
     }
     if errors > 0 || failed > 0 {
         ExitCode::from(EXIT_DIAGNOSTICS)
@@ -55,5 +67,9 @@ pub fn run(path: &Path) -> ExitCode {
 }
 
 fn count(n: usize, what: &str) -> String {
-    if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") }
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
 }

@@ -14,7 +14,12 @@ pub fn run(config: &Path, output: &Path) -> ExitCode {
             eprint!("{}", c.render());
             match c.policy {
                 Some(p) => p,
-                None => return fail(format!("{}: not compiled: fix the errors above", config.display())),
+                None => {
+                    return fail(format!(
+                        "{}: not compiled: fix the errors above",
+                        config.display()
+                    ));
+                }
             }
         }
         Ok(Source::Artifact(p)) => p,

@@ -66,24 +66,36 @@ pub fn run(args: &Args) -> ExitCode {
             .map(|a| a.ip());
     }
     let src = match &args.src {
-        Some(s) => match s.parse::<SocketAddr>().or_else(|_| s.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 0))) {
+        Some(s) => match s
+            .parse::<SocketAddr>()
+            .or_else(|_| s.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 0)))
+        {
             Ok(a) => Some(a),
             Err(_) => return fail(format!("invalid --src \"{s}\": expected IP or IP:PORT")),
         },
         None => None,
     };
     let Some(protocol) = Protocol::parse(&args.protocol) else {
-        return fail(format!("invalid --protocol \"{}\": expected tcp or udp", args.protocol));
+        return fail(format!(
+            "invalid --protocol \"{}\": expected tcp or udp",
+            args.protocol
+        ));
     };
     let listener = match &args.listener {
-        Some(l) if policy.listener(l).is_none() => return fail(format!("unknown listener \"{l}\"")),
-        Some(l) => l.clone(),
-        None => policy.listeners.first().map(|l| l.name.clone()).unwrap_or_default(),
-    };
-    if let Some(u) = &args.user {
-        if policy.user(u).is_none() {
-            eprintln!("egressd: note: \"{u}\" is not a [[user]]; explaining it with no groups");
+        Some(l) if policy.listener(l).is_none() => {
+            return fail(format!("unknown listener \"{l}\""));
         }
+        Some(l) => l.clone(),
+        None => policy
+            .listeners
+            .first()
+            .map(|l| l.name.clone())
+            .unwrap_or_default(),
+    };
+    if let Some(u) = &args.user
+        && policy.user(u).is_none()
+    {
+        eprintln!("egressd: note: \"{u}\" is not a [[user]]; explaining it with no groups");
     }
     let conn = TestConn {
         user: args.user.clone(),
@@ -112,10 +124,18 @@ fn render(ex: &Explanation) -> String {
     use std::fmt::Write;
     let c = &ex.connection;
     let mut out = String::new();
-    let who = if c.user.is_empty() { "anonymous".to_string() } else { format!("user {} (groups: {})", c.user, list(&c.groups)) };
+    let who = if c.user.is_empty() {
+        "anonymous".to_string()
+    } else {
+        format!("user {} (groups: {})", c.user, list(&c.groups))
+    };
     let target = match (c.host.as_str(), c.dst_ip) {
         ("", Some(ip)) => SocketAddr::new(ip, c.dst_port).to_string(),
-        (h, Some(ip)) => format!("{h}:{} (dialled as {})", c.dst_port, SocketAddr::new(ip, c.dst_port)),
+        (h, Some(ip)) => format!(
+            "{h}:{} (dialled as {})",
+            c.dst_port,
+            SocketAddr::new(ip, c.dst_port)
+        ),
         (h, None) => format!("{h}:{} (not resolved: ip conditions are false)", c.dst_port),
     };
     let _ = writeln!(out, "connection: {who} -> {target}");
@@ -127,14 +147,29 @@ fn render(ex: &Explanation) -> String {
         c.protocol,
         list(&c.posture_passed)
     );
-    let _ = writeln!(out, "checked {} of {} rules (the index skipped the rest):", ex.checked.len(), ex.rules_total);
+    let _ = writeln!(
+        out,
+        "checked {} of {} rules (the index skipped the rest):",
+        ex.checked.len(),
+        ex.rules_total
+    );
     for r in &ex.checked {
-        let _ = writeln!(out, "  #{} \"{}\": {}", r.index + 1, r.rule, if r.matched { "MATCH" } else { "no match" });
+        let _ = writeln!(
+            out,
+            "  #{} \"{}\": {}",
+            r.index + 1,
+            r.rule,
+            if r.matched { "MATCH" } else { "no match" }
+        );
         if r.conditions.is_empty() {
             let _ = writeln!(out, "      (no condition: matches every connection)");
         }
         for cond in &r.conditions {
-            let _ = writeln!(out, "      {:<5} {}    [{} = {}]", cond.result, cond.text, cond.field, cond.value);
+            let _ = writeln!(
+                out,
+                "      {:<5} {}    [{} = {}]",
+                cond.result, cond.text, cond.field, cond.value
+            );
         }
     }
     let e = &ex.egress;
@@ -143,11 +178,18 @@ fn render(ex: &Explanation) -> String {
             let _ = writeln!(out, "decision: rule \"{r}\": action {}", ex.action);
         }
         None => {
-            let _ = writeln!(out, "decision: no rule matched: [policy] default_action gives {}", ex.action);
+            let _ = writeln!(
+                out,
+                "decision: no rule matched: [policy] default_action gives {}",
+                ex.action
+            );
         }
     }
     if ex.destination_denied {
-        let _ = writeln!(out, "REFUSED: the destination is in [proxy] deny_destinations");
+        let _ = writeln!(
+            out,
+            "REFUSED: the destination is in [proxy] deny_destinations"
+        );
     }
     let how = match e.kind {
         "pool" => {
@@ -159,7 +201,10 @@ fn render(ex: &Explanation) -> String {
             format!(
                 "pool \"{}\"{}: {}",
                 e.pool.as_deref().unwrap_or("?"),
-                e.pool_country.as_deref().map(|c| format!(" ({c})")).unwrap_or_default(),
+                e.pool_country
+                    .as_deref()
+                    .map(|c| format!(" ({c})"))
+                    .unwrap_or_default(),
                 chain.join(", then ")
             )
         }
@@ -168,14 +213,27 @@ fn render(ex: &Explanation) -> String {
         _ => "none: the connection is refused".into(),
     };
     let _ = writeln!(out, "egress: {how}");
-    let order: Vec<&str> = e.family_order.iter().map(|f| match f {
-        egressd_policy::egress::IpFamily::V4 => "IPv4",
-        egressd_policy::egress::IpFamily::V6 => "IPv6",
-    }).collect();
-    let _ = writeln!(out, "family: {} (host names try {})", e.family, order.join(" then "));
+    let order: Vec<&str> = e
+        .family_order
+        .iter()
+        .map(|f| match f {
+            egressd_policy::egress::IpFamily::V4 => "IPv4",
+            egressd_policy::egress::IpFamily::V6 => "IPv6",
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "family: {} (host names try {})",
+        e.family,
+        order.join(" then ")
+    );
     out
 }
 
 fn list(items: &[String]) -> String {
-    if items.is_empty() { "none".into() } else { items.join(", ") }
+    if items.is_empty() {
+        "none".into()
+    } else {
+        items.join(", ")
+    }
 }
