@@ -113,8 +113,9 @@ impl<'a> Parser<'a> {
     fn eat_kw(&mut self, kw: &str) -> bool {
         self.skip_ws();
         let rest = self.rest();
-        if rest.len() >= kw.len()
-            && rest[..kw.len()].eq_ignore_ascii_case(kw)
+        if rest
+            .get(..kw.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(kw))
             && !rest[kw.len()..].starts_with(is_word_char)
         {
             self.pos += kw.len();
