@@ -4,6 +4,8 @@
 #![forbid(unsafe_code)]
 
 mod commands;
+mod dns;
+mod wire;
 mod files;
 
 use std::path::PathBuf;
