@@ -1,13 +1,21 @@
 //! egressd: a forward proxy that picks each connection's egress address by policy.
 //!
 //! This file parses the command line and hands each subcommand to its module.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
+mod accesslog;
+mod auth;
 mod commands;
 mod dns;
-mod wire;
+mod egress;
 mod files;
-
+mod relay;
+mod run;
+mod session;
+mod shard;
+mod sockopt;
+mod state;
+mod wire;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -20,12 +28,18 @@ use clap::{Parser, Subcommand};
     about = "Egress-IP policy proxy (SOCKS5 and HTTP)"
 )]
 struct Cli {
+    /// Without a subcommand egressd runs with its built-in default configuration.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the proxy with a configuration (TOML or compiled artifact).
+    Run {
+        #[arg(short = 'c', long = "config")]
+        config: PathBuf,
+    },
     /// Compile a configuration and print every diagnostic; run its [[test]] cases.
     Check {
         #[arg(short = 'c', long = "config")]
@@ -46,7 +60,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let Some(command) = cli.command else {
+        return run::run(None);
+    };
+    match command {
+        Command::Run { config } => run::run(Some(config)),
         Command::Check { config } => commands::check::run(&config),
         Command::Explain(args) => commands::explain::run(&args),
         Command::Compile { config, output } => commands::compile::run(&config, &output),

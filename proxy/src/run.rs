@@ -1,0 +1,273 @@
+//! `egressd run`: the control thread. It loads and validates the configuration, starts one
+//! shard per allowed CPU, then waits for signals: SIGHUP reloads (compile here, publish with
+//! one atomic swap, keep the old generation on any error), SIGTERM and SIGINT drain and exit.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use egressd_policy::model::Listener;
+use egressd_policy::{Policy, check_str};
+use glommio::{LocalExecutorBuilder, Placement};
+use rand_core::RngCore;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+use crate::dns::ResolverConfig;
+use crate::files::{Source, load};
+use crate::shard::{self, ShardConfig};
+use crate::state::{Generation, Shared};
+
+/// Exit status for an invalid configuration at start-up (sysexits EX_CONFIG).
+const EX_CONFIG: u8 = 78;
+/// Exit status when the operating system refuses what the proxy needs (sysexits EX_OSERR).
+const EX_OSERR: u8 = 71;
+/// io_uring memory glommio registers per shard; the proxy does no file DMA, so keep it small.
+const IO_MEMORY: usize = 64 * 1024;
+/// RLIMIT_MEMLOCK glommio needs for its rings.
+const MIN_MEMLOCK: u64 = 512 * 1024;
+
+/// The configuration `egressd` runs with when given none.
+pub const DEFAULT_CONFIG: &str = r#"# egressd's built-in default: one local listener, no authentication, everything leaves
+# from the default address.
+[[listener]]
+name = "default"
+bind = "127.0.0.1:1080"
+protocols = ["socks5", "http"]
+auth = "none"
+
+[[rule]]
+name = "catch-all"
+action = "default"
+"#;
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EGRESSD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .try_init();
+}
+
+/// The soft RLIMIT_MEMLOCK from /proc/self/limits, in bytes (None = unlimited or unknown).
+fn memlock_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max locked memory"))?;
+    let soft = line.split_whitespace().nth(3)?;
+    soft.parse().ok()
+}
+
+/// CPUs this process may run on (its affinity mask), from /proc/self/status.
+pub fn allowed_cpus() -> Vec<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let list = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap_or("").trim();
+    let mut cpus = Vec::new();
+    for part in list.split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                if let (Ok(a), Ok(b)) = (a.parse::<usize>(), b.parse::<usize>()) {
+                    cpus.extend(a..=b);
+                }
+            }
+            None => cpus.extend(part.parse::<usize>().ok()),
+        }
+    }
+    if cpus.is_empty() {
+        cpus.push(0);
+    }
+    cpus
+}
+
+/// Loads a policy from a file (TOML or artifact), logging every diagnostic.
+fn load_policy(path: &Path) -> Result<Policy, String> {
+    match load(path)? {
+        Source::Config(checked) => {
+            for d in &checked.diags.items {
+                let line = checked.sources.render(d);
+                match d.severity {
+                    egressd_policy::Severity::Error => tracing::error!(diagnostic = %line, "config"),
+                    egressd_policy::Severity::Warning => tracing::warn!(diagnostic = %line, "config"),
+                }
+            }
+            checked.policy.ok_or_else(|| format!("{}: {} error(s)", path.display(), checked.diags.error_count()))
+        }
+        Source::Artifact(p) => Ok(p),
+    }
+}
+
+/// Binds (without listening) a socket on each listener address with SO_REUSEPORT, turning
+/// port 0 into a real port that every shard then shares. Kept until the shards listen.
+fn reserve(listeners: &[Listener]) -> Result<Vec<(Socket, SocketAddr)>, String> {
+    listeners
+        .iter()
+        .map(|l| {
+            let fail = |e: std::io::Error| format!("listener \"{}\" cannot bind {}: {e}", l.name, l.bind);
+            let s = Socket::new(Domain::for_address(l.bind), Type::STREAM, Some(Protocol::TCP)).map_err(fail)?;
+            s.set_reuse_port(true).map_err(fail)?;
+            s.set_reuse_address(true).map_err(fail)?;
+            s.bind(&SockAddr::from(l.bind)).map_err(fail)?;
+            let addr = s.local_addr().map_err(fail)?.as_socket().ok_or_else(|| fail(std::io::ErrorKind::InvalidData.into()))?;
+            Ok((s, addr))
+        })
+        .collect()
+}
+
+pub fn run(config: Option<PathBuf>) -> ExitCode {
+    init_logging();
+    if let Some(limit) = memlock_limit() {
+        if limit < MIN_MEMLOCK {
+            tracing::error!(
+                current_kib = limit / 1024,
+                "RLIMIT_MEMLOCK is below the 512 KiB io_uring needs: raise it (`ulimit -l 1024`, systemd LimitMEMLOCK=1M, docker --ulimit memlock=1048576:1048576) or run as root"
+            );
+            return ExitCode::from(EX_OSERR);
+        }
+    }
+    let policy = match &config {
+        Some(path) => load_policy(path),
+        None => check_str("<built-in default>", DEFAULT_CONFIG).policy.ok_or_else(|| "built-in default is invalid".to_string()),
+    };
+    let policy = match policy {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "invalid configuration; not starting");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    let startup_listeners = policy.listeners.clone();
+    let reserved = match reserve(&startup_listeners) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen");
+            return ExitCode::from(EX_OSERR);
+        }
+    };
+    let resolver = match ResolverConfig::load_system() {
+        Ok(r) => Arc::new(r),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read resolver configuration; using defaults");
+            Arc::new(ResolverConfig::from_texts("", ""))
+        }
+    };
+    let cpus = allowed_cpus();
+    let shards = match policy.settings.shards {
+        0 => cpus.len(),
+        n => n as usize,
+    };
+    let first = Arc::new(Generation::new(1, policy));
+    tracing::info!(generation = 1, hash = %first.hash, rules = first.policy().rules.len(), "policy loaded");
+    let shared: Shared = Arc::new(ArcSwap::new(first));
+    let stop = Arc::new(AtomicBool::new(false));
+    let signals = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT]);
+    let mut signals = match signals {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install signal handlers");
+            return ExitCode::from(EX_OSERR);
+        }
+    };
+    let mut salt = [0u8; 32];
+    rand_core::OsRng.fill_bytes(&mut salt);
+    let listeners: Vec<_> = startup_listeners
+        .iter()
+        .zip(&reserved)
+        .map(|(l, (_, addr))| (l.name.clone(), *addr, l.protocols.clone(), l.auth))
+        .collect();
+
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let mut handles = Vec::new();
+    for id in 0..shards {
+        // glommio ignores the affinity mask; pin to the allowed CPUs ourselves.
+        let placement = if shards <= cpus.len() { Placement::Fixed(cpus[id]) } else { Placement::Unbound };
+        let cfg = ShardConfig {
+            id,
+            shards,
+            listeners: listeners.clone(),
+            shared: shared.clone(),
+            resolver: resolver.clone(),
+            stop: stop.clone(),
+            salt,
+        };
+        let tx = ready_tx.clone();
+        let spawned = LocalExecutorBuilder::new(placement)
+            .name(&format!("egressd-shard{id}"))
+            .io_memory(IO_MEMORY)
+            .spawn(move || shard::run(cfg, tx));
+        match spawned {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                tracing::error!(shard = id, error = %e, "cannot start shard (io_uring unavailable or RLIMIT_MEMLOCK too low?)");
+                stop.store(true, Ordering::Relaxed);
+                return ExitCode::from(EX_OSERR);
+            }
+        }
+    }
+    drop(ready_tx);
+    for _ in 0..shards {
+        match ready_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "shard failed to start");
+                stop.store(true, Ordering::Relaxed);
+                return ExitCode::from(EX_OSERR);
+            }
+            Err(_) => {
+                tracing::error!("shards did not start");
+                stop.store(true, Ordering::Relaxed);
+                return ExitCode::from(EX_OSERR);
+            }
+        }
+    }
+    drop(reserved);
+    for (name, addr, ..) in &listeners {
+        tracing::info!(listener = %name, addr = %addr, shards, generation = 1, "listening");
+    }
+
+    for signal in signals.forever() {
+        match signal {
+            SIGHUP => reload(config.as_deref(), &shared, &startup_listeners),
+            _ => {
+                tracing::info!(signal, "stopping: no new connections, draining open tunnels");
+                stop.store(true, Ordering::Relaxed);
+                break;
+            }
+        }
+    }
+    for h in handles {
+        let _ = h.join();
+    }
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+/// Re-reads the configuration and publishes it, or keeps the current generation on error.
+fn reload(config: Option<&Path>, shared: &Shared, startup: &[Listener]) {
+    let current = shared.load();
+    let Some(path) = config else {
+        tracing::info!(generation = current.id, "reload: running the built-in default, nothing to re-read");
+        return;
+    };
+    let policy = match load_policy(path) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(generation = current.id, error = %e, "reload rejected; the current generation keeps serving");
+            return;
+        }
+    };
+    if policy.listeners != startup {
+        tracing::warn!(generation = current.id, "listener changes need a restart; the listeners keep their start-up settings (auth mode changes apply)");
+    }
+    let id = current.id + 1;
+    let next = Generation::new(id, policy);
+    tracing::info!(generation = id, hash = %next.hash, rules = next.policy().rules.len(), "reloaded");
+    shared.store(Arc::new(next));
+}

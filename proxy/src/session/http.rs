@@ -1,0 +1,326 @@
+//! The HTTP proxy session: CONNECT tunnels, and absolute-form requests forwarded with
+//! keep-alive (a new policy decision whenever the target changes), hop-by-hop headers removed,
+//! `Proxy-Authorization: Basic` checked against `[[user]]`, 407 with `Proxy-Authenticate`.
+
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use egressd_policy::model::Auth;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+
+use super::open::{ConnInfo, OpenError, Target, open};
+use super::{io_outcome, read_more, record_open_error, record_opened};
+use crate::accesslog::ConnRecord;
+use crate::auth::AuthOutcome;
+use crate::egress::dial::DialError;
+use crate::relay::{RelayEnd, relay};
+use crate::shard::{ListenerSpec, Shard};
+use crate::state::Generation;
+use crate::wire::http::{self as wire, Body, ChunkedScanner, RequestTarget};
+use crate::wire::socks5::Parsed;
+
+const UNSPECIFIED: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+
+async fn send_error(client: &mut TcpStream, status: u16, extra: &[(&str, &str)]) {
+    let mut out = Vec::with_capacity(256);
+    wire::encode_error(status, extra, &mut out);
+    let _ = client.write_all(&out).await;
+}
+
+/// The status for a failure to open the upstream.
+fn status_for(e: &OpenError) -> u16 {
+    match e {
+        OpenError::Resolve(_) | OpenError::NoAddress => 502,
+        OpenError::Dial { error, .. } => match error {
+            DialError::Blocked | DialError::Denied => 403,
+            DialError::NoEgress(_) => 503,
+            DialError::Connect(io) if io.kind() == io::ErrorKind::TimedOut => 504,
+            DialError::Connect(_) => 502,
+        },
+    }
+}
+
+/// Bytes already read from a stream, consumed before reading more.
+struct Pending<'a> {
+    buf: &'a mut Vec<u8>,
+}
+
+impl Pending<'_> {
+    /// Up to `max` bytes: buffered ones first, else one read.
+    async fn next(&mut self, stream: &mut TcpStream, max: usize, scratch: &mut [u8]) -> io::Result<Vec<u8>> {
+        if !self.buf.is_empty() {
+            let n = self.buf.len().min(max);
+            return Ok(self.buf.drain(..n).collect());
+        }
+        let want = scratch.len().min(max);
+        let n = stream.read(&mut scratch[..want]).await?;
+        Ok(scratch[..n].to_vec())
+    }
+}
+
+/// Copies a message body framed as `body` from `from` to `to`. Returns bytes copied and
+/// whether the body ended with the connection (UntilClose).
+async fn copy_body(body: Body, from: &mut TcpStream, pending: &mut Vec<u8>, to: &mut TcpStream) -> io::Result<u64> {
+    let mut scratch = vec![0u8; 16 * 1024];
+    let mut pending = Pending { buf: pending };
+    let mut copied = 0u64;
+    match body {
+        Body::None => {}
+        Body::Length(mut left) => {
+            while left > 0 {
+                let chunk = pending.next(from, usize::try_from(left).unwrap_or(usize::MAX), &mut scratch).await?;
+                if chunk.is_empty() {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+                to.write_all(&chunk).await?;
+                left -= chunk.len() as u64;
+                copied += chunk.len() as u64;
+            }
+        }
+        Body::Chunked => {
+            let mut scanner = ChunkedScanner::new();
+            loop {
+                let chunk = pending.next(from, usize::MAX, &mut scratch).await?;
+                if chunk.is_empty() {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+                match scanner.feed(&chunk).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))? {
+                    Some(end) => {
+                        to.write_all(&chunk[..end]).await?;
+                        copied += end as u64;
+                        // What follows belongs to the next message.
+                        let rest = chunk[end..].to_vec();
+                        pending.buf.splice(0..0, rest);
+                        break;
+                    }
+                    None => {
+                        to.write_all(&chunk).await?;
+                        copied += chunk.len() as u64;
+                    }
+                }
+            }
+        }
+        Body::UntilClose => loop {
+            let chunk = pending.next(from, usize::MAX, &mut scratch).await?;
+            if chunk.is_empty() {
+                break;
+            }
+            to.write_all(&chunk).await?;
+            copied += chunk.len() as u64;
+        },
+    }
+    Ok(copied)
+}
+
+/// An upstream connection kept for keep-alive, with the target it was opened for.
+struct Upstream {
+    host: String,
+    port: u16,
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+pub async fn serve(shard: &Rc<Shard>, generation: &Arc<Generation>, listener: &ListenerSpec, mut client: TcpStream, mut buf: Vec<u8>, rec: &mut ConnRecord) -> &'static str {
+    let settings = &generation.policy().settings;
+    let idle: Duration = settings.idle_timeout;
+    let mut upstream: Option<Upstream> = None;
+    let mut served = 0u32;
+    loop {
+        // The request head (under the handshake deadline for the first, keep-alive idle after).
+        let head = loop {
+            match wire::parse_request_head(&buf, wire::MAX_HEAD) {
+                Parsed::Done { value, consumed } => {
+                    buf.drain(..consumed);
+                    break value;
+                }
+                Parsed::Invalid(e) => {
+                    rec.error = Some(e.to_string());
+                    send_error(&mut client, e.status, &[]).await;
+                    return if e.status == 431 { "head_too_large" } else { "bad_request" };
+                }
+                Parsed::NeedMore => match read_more(&mut client, &mut buf, wire::MAX_HEAD + 1).await {
+                    Ok(0) => return if served > 0 { "ok" } else { "closed_before_request" },
+                    Ok(_) => {}
+                    Err(e) => {
+                        if served > 0 {
+                            return if e.kind() == io::ErrorKind::TimedOut { "ok" } else { "client_error" };
+                        }
+                        return io_outcome(&e);
+                    }
+                },
+            }
+        };
+        // Authentication, per request (a verified password is cached per shard).
+        let auth = generation.policy().listener(&listener.name).map_or(listener.auth, |l| l.auth);
+        let mut user = String::new();
+        let challenge = [("Proxy-Authenticate", "Basic realm=\"egressd\"")];
+        match (auth, head.proxy_basic_credentials()) {
+            (Auth::None, _) | (Auth::Optional, None) => {}
+            (Auth::Required, None) => {
+                send_error(&mut client, 407, &challenge).await;
+                return "auth_required";
+            }
+            (_, Some(creds)) => {
+                rec.user = creds.username.clone();
+                match shard.auth.check(generation, &creds.username, &creds.password).await {
+                    AuthOutcome::Accepted => user = creds.username,
+                    outcome => {
+                        send_error(&mut client, 407, &challenge).await;
+                        return if outcome == AuthOutcome::Busy { "auth_busy" } else { "auth_failed" };
+                    }
+                }
+            }
+        }
+        let conn = ConnInfo {
+            listener: listener.name.clone(),
+            client: rec.client.unwrap_or(UNSPECIFIED),
+            local: client.local_addr().unwrap_or(UNSPECIFIED),
+            user,
+        };
+        let (host, port, path) = match &head.target {
+            RequestTarget::Authority { host, port } => (host.clone(), *port, None),
+            RequestTarget::Absolute { host, port, path_and_query } => (host.clone(), *port, Some(path_and_query.clone())),
+            RequestTarget::Origin(_) => {
+                send_error(&mut client, 400, &[]).await;
+                return "not_a_proxy_request";
+            }
+        };
+        let target = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => Target { host: String::new(), ip: Some(ip), port },
+            Err(_) => Target { host: host.clone(), ip: None, port },
+        };
+        rec.host = target.display();
+
+        if path.is_none() {
+            // CONNECT: open, answer 200, relay.
+            let opened = match open(shard, generation, &conn, &target).await {
+                Ok(o) => o,
+                Err(e) => {
+                    let outcome = record_open_error(rec, shard, &e);
+                    send_error(&mut client, status_for(&e), &[]).await;
+                    return outcome;
+                }
+            };
+            record_opened(rec, shard, &opened);
+            let mut out = Vec::with_capacity(64);
+            wire::encode_connect_established(&mut out);
+            if client.write_all(&out).await.is_err() {
+                return "client_error";
+            }
+            let _ = client.set_read_timeout(None);
+            let stats = relay(client, opened.dialed.stream, buf, idle, &shard.bufs).await;
+            rec.bytes_up += stats.up;
+            rec.bytes_down += stats.down;
+            return match stats.end {
+                RelayEnd::Closed => "ok",
+                RelayEnd::Idle => "idle_timeout",
+                RelayEnd::Error => "relay_error",
+            };
+        }
+
+        // Forwarding. A different target means a new decision and a new upstream.
+        if upstream.as_ref().is_some_and(|u| u.host != host || u.port != port) {
+            upstream = None;
+        }
+        if upstream.is_none() {
+            match open(shard, generation, &conn, &target).await {
+                Ok(opened) => {
+                    record_opened(rec, shard, &opened);
+                    let stream = opened.dialed.stream;
+                    let _ = stream.set_read_timeout(Some(idle));
+                    upstream = Some(Upstream { host: host.clone(), port, stream, buf: Vec::new() });
+                }
+                Err(e) => {
+                    let outcome = record_open_error(rec, shard, &e);
+                    send_error(&mut client, status_for(&e), &[]).await;
+                    return outcome;
+                }
+            }
+        }
+        let Some(up) = upstream.as_mut() else { return "internal_error" };
+        let body = match head.request_body() {
+            Ok(b) => b,
+            Err(e) => {
+                send_error(&mut client, e.status, &[]).await;
+                return "bad_request";
+            }
+        };
+        let mut out = Vec::with_capacity(1024);
+        wire::encode_forward_head(&head, &mut out);
+        if up.stream.write_all(&out).await.is_err() {
+            send_error(&mut client, 502, &[]).await;
+            return "upstream_error";
+        }
+        let _ = client.set_read_timeout(Some(idle));
+        match copy_body(body, &mut client, &mut buf, &mut up.stream).await {
+            Ok(n) => rec.bytes_up += n + out.len() as u64,
+            Err(_) => return "client_error",
+        }
+        // The response: interim 1xx heads are relayed, then the final one and its body.
+        let (response, keep) = loop {
+            let response = loop {
+                match wire::parse_response_head(&up.buf, wire::MAX_HEAD) {
+                    Parsed::Done { value, consumed } => {
+                        up.buf.drain(..consumed);
+                        break value;
+                    }
+                    Parsed::Invalid(_) => {
+                        send_error(&mut client, 502, &[]).await;
+                        return "upstream_error";
+                    }
+                    Parsed::NeedMore => match read_more(&mut up.stream, &mut up.buf, wire::MAX_HEAD + 1).await {
+                        Ok(n) if n > 0 => {}
+                        Ok(_) => {
+                            send_error(&mut client, 502, &[]).await;
+                            return "upstream_closed";
+                        }
+                        Err(e) => {
+                            let status = if e.kind() == io::ErrorKind::TimedOut { 504 } else { 502 };
+                            send_error(&mut client, status, &[]).await;
+                            return "upstream_error";
+                        }
+                    },
+                }
+            };
+            if (100..200).contains(&response.status) && response.status != 101 {
+                let mut out = Vec::with_capacity(256);
+                wire::encode_response_head(&response, true, &mut out);
+                if client.write_all(&out).await.is_err() {
+                    return "client_error";
+                }
+                continue;
+            }
+            let body = match response.response_body(&head.method) {
+                Ok(b) => b,
+                Err(_) => {
+                    send_error(&mut client, 502, &[]).await;
+                    return "upstream_error";
+                }
+            };
+            let keep = head.wants_keep_alive() && response.keep_alive() && body != Body::UntilClose;
+            break ((response, body), keep);
+        };
+        let (response, body) = response;
+        let mut out = Vec::with_capacity(512);
+        wire::encode_response_head(&response, keep, &mut out);
+        if client.write_all(&out).await.is_err() {
+            return "client_error";
+        }
+        rec.bytes_down += out.len() as u64;
+        match copy_body(body, &mut up.stream, &mut up.buf, &mut client).await {
+            Ok(n) => rec.bytes_down += n,
+            Err(_) => return "upstream_error",
+        }
+        served += 1;
+        if !keep {
+            return "ok";
+        }
+        if !response.keep_alive() {
+            upstream = None;
+        }
+    }
+}

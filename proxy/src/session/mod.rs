@@ -1,0 +1,119 @@
+//! One client connection: pick the protocol from the first byte, run its handshake under the
+//! handshake deadline, open the upstream by policy, relay, and write one access-log line.
+
+pub mod http;
+pub mod open;
+pub mod socks5;
+
+use std::io;
+use std::rc::Rc;
+use std::time::{Instant, SystemTime};
+
+use egressd_policy::model::{Action, ListenerProtocol};
+use futures_lite::AsyncReadExt;
+use glommio::net::TcpStream;
+
+use crate::accesslog::{ConnRecord, rfc3339};
+use crate::egress::dial::DialError;
+use crate::shard::{ListenerSpec, Shard};
+use open::{OpenError, Opened};
+
+/// Largest handshake a client may send before its request is complete (SOCKS5 messages are
+/// far smaller; HTTP heads have their own limit in `wire::http`).
+pub const MAX_HANDSHAKE: usize = 64 * 1024;
+
+/// Reads more bytes into `buf` (at most `limit` in total). Ok(0) means the peer closed.
+pub async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>, limit: usize) -> io::Result<usize> {
+    let have = buf.len();
+    let want = (limit.saturating_sub(have)).min(4096);
+    if want == 0 {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "message too large"));
+    }
+    buf.resize(have + want, 0);
+    let r = stream.read(&mut buf[have..]).await;
+    buf.truncate(have + *r.as_ref().unwrap_or(&0));
+    r
+}
+
+/// The access-log outcome for an I/O error during a handshake.
+pub fn io_outcome(e: &io::Error) -> &'static str {
+    if e.kind() == io::ErrorKind::TimedOut { "handshake_timeout" } else { "client_error" }
+}
+
+fn action_name(a: Action) -> &'static str {
+    match a {
+        Action::Egress => "egress",
+        Action::Default => "default",
+        Action::Ingress => "ingress",
+        Action::Block => "block",
+    }
+}
+
+/// Fills the record's policy fields from an opened upstream.
+pub fn record_opened(rec: &mut ConnRecord, shard: &Shard, opened: &Opened) {
+    let generation = shard.current();
+    record_decision(rec, &generation, &opened.decision);
+    rec.dialled = Some(opened.dst);
+    rec.egress = Some(opened.dialed.local);
+    rec.pool = opened.dialed.pool.clone();
+    rec.fallback = opened.dialed.fallback.clone();
+}
+
+fn record_decision(rec: &mut ConnRecord, generation: &crate::state::Generation, d: &egressd_policy::Decision) {
+    rec.rule = d.rule.and_then(|r| generation.policy().rule(r)).map(|r| r.name.clone());
+    rec.action = Some(action_name(d.action));
+}
+
+/// Fills the record from a failed open and returns its outcome name.
+pub fn record_open_error(rec: &mut ConnRecord, shard: &Shard, e: &OpenError) -> &'static str {
+    rec.error = Some(e.to_string());
+    match e {
+        OpenError::Resolve(_) => "resolve_failed",
+        OpenError::NoAddress => "no_address",
+        OpenError::Dial { dst, decision, error } => {
+            record_decision(rec, &shard.current(), decision);
+            rec.dialled = Some(*dst);
+            match error {
+                DialError::Blocked => "blocked",
+                DialError::Denied => "denied_destination",
+                DialError::NoEgress(_) => "no_egress",
+                DialError::Connect(_) => "connect_failed",
+            }
+        }
+    }
+}
+
+/// Serves one accepted connection to the end.
+pub async fn handle(shard: Rc<Shard>, mut stream: TcpStream, listener: Rc<ListenerSpec>) {
+    let started = Instant::now();
+    let generation = shard.current();
+    let mut rec = ConnRecord {
+        time: rfc3339(SystemTime::now()),
+        listener: listener.name.to_string(),
+        client: stream.peer_addr().ok(),
+        generation: generation.id,
+        ..ConnRecord::default()
+    };
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(generation.policy().settings.handshake_timeout));
+    let mut buf = Vec::with_capacity(512);
+    let outcome = match read_more(&mut stream, &mut buf, MAX_HANDSHAKE).await {
+        Ok(0) => "closed_before_request",
+        Err(e) => io_outcome(&e),
+        Ok(_) => {
+            let allows = |p| listener.protocols.contains(&p);
+            if buf[0] == crate::wire::socks5::VERSION && allows(ListenerProtocol::Socks5) {
+                rec.protocol = "socks5";
+                socks5::serve(&shard, &generation, &listener, stream, buf, &mut rec).await
+            } else if buf[0].is_ascii_alphabetic() && allows(ListenerProtocol::Http) {
+                rec.protocol = "http";
+                http::serve(&shard, &generation, &listener, stream, buf, &mut rec).await
+            } else {
+                "unknown_protocol"
+            }
+        }
+    };
+    rec.outcome = outcome;
+    rec.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    shard.log.write(&rec);
+}

@@ -1,0 +1,202 @@
+//! Opening the upstream for a target: resolve a host name, decide for each address dialled,
+//! order the attempts by the rule's address family (Happy Eyeballs for `auto`, RFC 8305), and
+//! race them with a head start for the earlier ones.
+
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use egressd_policy::egress::{IpFamily, attempt_order, family_allows};
+use egressd_policy::model::{Action, Protocol};
+use egressd_policy::{ConnMeta, Decision};
+use glommio::channels::local_channel;
+
+use crate::dns::DnsError;
+use crate::egress::dial::{DialCtx, DialError, Dialed};
+use crate::shard::Shard;
+use crate::state::Generation;
+
+/// RFC 8305's recommended connection attempt delay.
+const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
+
+/// Who is connecting, as the policy sees it.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub listener: Rc<str>,
+    pub client: SocketAddr,
+    pub local: SocketAddr,
+    /// Authenticated user name ("" when anonymous).
+    pub user: String,
+}
+
+/// What the client asked for.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Lower-case host name; "" for an IP literal.
+    pub host: String,
+    pub ip: Option<IpAddr>,
+    pub port: u16,
+}
+
+impl Target {
+    pub fn display(&self) -> String {
+        match self.ip {
+            Some(ip) if self.host.is_empty() => SocketAddr::new(ip, self.port).to_string(),
+            _ => format!("{}:{}", self.host, self.port),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Opened {
+    pub dialed: Dialed,
+    pub dst: SocketAddr,
+    pub decision: Decision,
+}
+
+#[derive(Debug)]
+pub enum OpenError {
+    Resolve(DnsError),
+    Dial { dst: SocketAddr, decision: Decision, error: DialError },
+    /// No resolved address is allowed by the matching rules' address families.
+    NoAddress,
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenError::Resolve(e) => write!(f, "resolve: {e}"),
+            OpenError::Dial { dst, error, .. } => write!(f, "{dst}: {error}"),
+            OpenError::NoAddress => f.write_str("no address of a family the rule allows"),
+        }
+    }
+}
+
+/// The decision for one dialled address.
+pub fn decide(generation: &Generation, conn: &ConnInfo, host: &str, dst: SocketAddr) -> Decision {
+    let policy = generation.policy();
+    let user = policy.user(&conn.user);
+    let email = conn.user.to_ascii_lowercase();
+    let meta = ConnMeta {
+        src_ip: Some(conn.client.ip()),
+        src_port: conn.client.port(),
+        dst_ip: Some(dst.ip()),
+        dst_port: dst.port(),
+        host,
+        protocol: Protocol::Tcp,
+        endpoint: &conn.listener,
+        email: &email,
+        name: &conn.user,
+        groups: user.map_or(&[][..], |u| &u.groups),
+        ..ConnMeta::default()
+    };
+    generation.table.decide(&meta)
+}
+
+/// Resolves, decides and dials.
+pub async fn open(shard: &Rc<Shard>, generation: &Arc<Generation>, conn: &ConnInfo, target: &Target) -> Result<Opened, OpenError> {
+    let addrs: Vec<IpAddr> = match target.ip {
+        Some(ip) => vec![ip],
+        None => {
+            let found = shard.resolver.lookup(&target.host).await.map_err(OpenError::Resolve)?;
+            // Interleave by the preferred family below; start from v6-first order.
+            found.v6.into_iter().map(IpAddr::V6).chain(found.v4.into_iter().map(IpAddr::V4)).collect()
+        }
+    };
+    let mut candidates: Vec<(SocketAddr, Decision)> = addrs
+        .into_iter()
+        .map(|ip| {
+            let dst = SocketAddr::new(ip, target.port);
+            (dst, decide(generation, conn, &target.host, dst))
+        })
+        .filter(|(dst, d)| family_allows(d.family, dst.ip()))
+        .collect();
+    if candidates.is_empty() {
+        return Err(OpenError::NoAddress);
+    }
+    if candidates.len() > 1 {
+        order(&mut candidates, generation);
+    }
+    let ctx = DialCtx { user: conn.user.clone(), client: conn.client, ingress: conn.local };
+    if candidates.len() == 1 {
+        let (dst, decision) = candidates[0];
+        return dial_one(shard.clone(), generation.clone(), decision, dst, ctx).await;
+    }
+    race(shard, generation, candidates, ctx).await
+}
+
+/// Orders candidates: families by the first candidate's rule (RFC 8305: the preferred family
+/// first, then alternate families), keeping resolver order within a family.
+fn order(candidates: &mut Vec<(SocketAddr, Decision)>, generation: &Generation) {
+    let first = candidates[0].1;
+    let pool = first.pool.and_then(|p| generation.policy().pool(p));
+    let fams = attempt_order(first.family, pool.filter(|_| first.action == Action::Egress));
+    let (mut a, mut b): (Vec<_>, Vec<_>) = candidates.drain(..).partition(|(dst, _)| IpFamily::of(dst.ip()) == fams[0]);
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut ai, mut bi) = (a.drain(..), b.drain(..));
+    loop {
+        match (ai.next(), bi.next()) {
+            (None, None) => break,
+            (x, y) => out.extend(x.into_iter().chain(y)),
+        }
+    }
+    *candidates = out;
+}
+
+async fn dial_one(shard: Rc<Shard>, generation: Arc<Generation>, decision: Decision, dst: SocketAddr, ctx: DialCtx) -> Result<Opened, OpenError> {
+    match shard.dialer.dial(&generation, &decision, dst, &ctx).await {
+        Ok(dialed) => Ok(Opened { dialed, dst, decision }),
+        Err(error) => Err(OpenError::Dial { dst, decision, error }),
+    }
+}
+
+/// Starts the attempts one `ATTEMPT_DELAY` apart (or at once when the previous one failed);
+/// the first success wins and the others are cancelled.
+async fn race(shard: &Rc<Shard>, generation: &Arc<Generation>, candidates: Vec<(SocketAddr, Decision)>, ctx: DialCtx) -> Result<Opened, OpenError> {
+    let (tx, rx) = local_channel::new_unbounded();
+    let tx = Rc::new(tx);
+    let mut pending = candidates.into_iter();
+    let mut tasks = Vec::new();
+    let mut running = 0usize;
+    let mut last_err = None;
+    loop {
+        if running == 0 {
+            match pending.next() {
+                Some((dst, decision)) => {
+                    tasks.push(start(shard, generation, &tx, dst, decision, &ctx));
+                    running += 1;
+                }
+                None => return Err(last_err.unwrap_or(OpenError::NoAddress)),
+            }
+        }
+        let next = futures_lite::future::or(async { rx.recv().await.map(Some) }, async {
+            glommio::timer::sleep(ATTEMPT_DELAY).await;
+            Some(None)
+        })
+        .await;
+        match next {
+            Some(Some(Ok(opened))) => return Ok(opened),
+            Some(Some(Err(e))) => {
+                running -= 1;
+                // A block or deny decision is final for that address only; keep trying.
+                last_err = Some(e);
+            }
+            Some(None) => {
+                if let Some((dst, decision)) = pending.next() {
+                    tasks.push(start(shard, generation, &tx, dst, decision, &ctx));
+                    running += 1;
+                }
+            }
+            None => return Err(last_err.unwrap_or(OpenError::NoAddress)),
+        }
+    }
+}
+
+fn start(shard: &Rc<Shard>, generation: &Arc<Generation>, tx: &Rc<local_channel::LocalSender<Result<Opened, OpenError>>>, dst: SocketAddr, decision: Decision, ctx: &DialCtx) -> glommio::Task<()> {
+    let (shard, generation, tx, ctx) = (shard.clone(), generation.clone(), tx.clone(), ctx.clone());
+    glommio::spawn_local(async move {
+        let r = dial_one(shard, generation, decision, dst, ctx).await;
+        let _ = tx.try_send(r);
+    })
+}

@@ -1,0 +1,154 @@
+//! The SOCKS5 session (RFC 1928, RFC 1929): method negotiation by the listener's auth mode,
+//! username/password, CONNECT, the right reply code for every failure, and BND.ADDR set to
+//! the real egress address and port.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use egressd_policy::model::Auth;
+use futures_lite::AsyncWriteExt;
+use glommio::net::TcpStream;
+
+use super::open::{ConnInfo, OpenError, Target, open};
+use super::{io_outcome, read_more, record_open_error, record_opened};
+use crate::accesslog::ConnRecord;
+use crate::auth::AuthOutcome;
+use crate::egress::dial::DialError;
+use crate::relay::{RelayEnd, relay};
+use crate::shard::{ListenerSpec, Shard};
+use crate::state::Generation;
+use crate::wire::socks5::{self as wire, Command, Parsed, Reply};
+
+/// Largest SOCKS5 handshake message (a domain request is at most 262 bytes).
+const MAX_MESSAGE: usize = 1024;
+
+const UNSPECIFIED: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+
+/// Reads until `parse` has a whole message; `Err(outcome)` ends the session.
+async fn next<T>(stream: &mut TcpStream, buf: &mut Vec<u8>, parse: impl Fn(&[u8]) -> Parsed<T, wire::Socks5Error>) -> Result<T, Result<wire::Socks5Error, &'static str>> {
+    loop {
+        match parse(buf) {
+            Parsed::Done { value, consumed } => {
+                buf.drain(..consumed);
+                return Ok(value);
+            }
+            Parsed::Invalid(e) => return Err(Ok(e)),
+            Parsed::NeedMore => match read_more(stream, buf, MAX_MESSAGE).await {
+                Ok(0) => return Err(Err("closed_before_request")),
+                Ok(_) => {}
+                Err(e) => return Err(Err(io_outcome(&e))),
+            },
+        }
+    }
+}
+
+async fn reply(stream: &mut TcpStream, code: Reply, bound: SocketAddr) {
+    let mut out = Vec::with_capacity(22);
+    wire::encode_reply(code, bound, &mut out);
+    let _ = stream.write_all(&out).await;
+}
+
+/// Answers a malformed message: its reply code if it has one, then close.
+async fn refuse(stream: &mut TcpStream, e: wire::Socks5Error, rec: &mut ConnRecord) -> &'static str {
+    rec.error = Some(e.message.to_string());
+    if let Some(code) = e.reply {
+        reply(stream, code, UNSPECIFIED).await;
+        if code == Reply::CommandNotSupported {
+            return "unsupported_command";
+        }
+    }
+    "bad_request"
+}
+
+pub async fn serve(shard: &Rc<Shard>, generation: &Arc<Generation>, listener: &ListenerSpec, mut stream: TcpStream, mut buf: Vec<u8>, rec: &mut ConnRecord) -> &'static str {
+    let greeting = match next(&mut stream, &mut buf, wire::parse_greeting).await {
+        Ok(g) => g,
+        Err(Ok(e)) => return refuse(&mut stream, e, rec).await,
+        Err(Err(outcome)) => return outcome,
+    };
+    let auth = generation.policy().listener(&listener.name).map_or(listener.auth, |l| l.auth);
+    let method = match auth {
+        Auth::None if greeting.offers(wire::METHOD_NO_AUTH) => wire::METHOD_NO_AUTH,
+        Auth::Required | Auth::Optional if greeting.offers(wire::METHOD_USERPASS) => wire::METHOD_USERPASS,
+        Auth::Optional if greeting.offers(wire::METHOD_NO_AUTH) => wire::METHOD_NO_AUTH,
+        _ => wire::METHOD_NO_ACCEPTABLE,
+    };
+    if stream.write_all(&wire::encode_method(method)).await.is_err() {
+        return "client_error";
+    }
+    if method == wire::METHOD_NO_ACCEPTABLE {
+        return "auth_required";
+    }
+    let mut user = String::new();
+    if method == wire::METHOD_USERPASS {
+        let creds = match next(&mut stream, &mut buf, wire::parse_userpass).await {
+            Ok(c) => c,
+            Err(Ok(e)) => return refuse(&mut stream, e, rec).await,
+            Err(Err(outcome)) => return outcome,
+        };
+        rec.user = creds.username.clone();
+        let outcome = shard.auth.check(generation, &creds.username, &creds.password).await;
+        let ok = outcome == AuthOutcome::Accepted;
+        let _ = stream.write_all(&wire::encode_userpass_status(ok)).await;
+        if !ok {
+            return if outcome == AuthOutcome::Busy { "auth_busy" } else { "auth_failed" };
+        }
+        user = creds.username;
+    }
+    let request = match next(&mut stream, &mut buf, wire::parse_request).await {
+        Ok(r) => r,
+        Err(Ok(e)) => return refuse(&mut stream, e, rec).await,
+        Err(Err(outcome)) => return outcome,
+    };
+    let target = match request.target {
+        wire::Target::Ip(a) => Target { host: String::new(), ip: Some(a.ip()), port: a.port() },
+        wire::Target::Domain { host, port } => Target { host, ip: None, port },
+    };
+    rec.host = target.display();
+    if request.command != Command::Connect {
+        reply(&mut stream, Reply::CommandNotSupported, UNSPECIFIED).await;
+        return "unsupported_command";
+    }
+    let conn = ConnInfo {
+        listener: listener.name.clone(),
+        client: rec.client.unwrap_or(UNSPECIFIED),
+        local: stream.local_addr().unwrap_or(UNSPECIFIED),
+        user,
+    };
+    let opened = match open(shard, generation, &conn, &target).await {
+        Ok(o) => o,
+        Err(e) => {
+            let outcome = record_open_error(rec, shard, &e);
+            reply(&mut stream, reply_for(&e), UNSPECIFIED).await;
+            return outcome;
+        }
+    };
+    record_opened(rec, shard, &opened);
+    let mut out = Vec::with_capacity(22);
+    wire::encode_reply(Reply::Succeeded, opened.dialed.local, &mut out);
+    if stream.write_all(&out).await.is_err() {
+        return "client_error";
+    }
+    let _ = stream.set_read_timeout(None);
+    let idle = generation.policy().settings.idle_timeout;
+    let stats = relay(stream, opened.dialed.stream, buf, idle, &shard.bufs).await;
+    rec.bytes_up = stats.up;
+    rec.bytes_down = stats.down;
+    match stats.end {
+        RelayEnd::Closed => "ok",
+        RelayEnd::Idle => "idle_timeout",
+        RelayEnd::Error => "relay_error",
+    }
+}
+
+/// The SOCKS5 reply for a failure to open the upstream.
+fn reply_for(e: &OpenError) -> Reply {
+    match e {
+        OpenError::Resolve(_) | OpenError::NoAddress => Reply::HostUnreachable,
+        OpenError::Dial { error, .. } => match error {
+            DialError::Blocked | DialError::Denied | DialError::NoEgress(_) => Reply::NotAllowed,
+            DialError::Connect(io) => Reply::from_io_error(io),
+        },
+    }
+}

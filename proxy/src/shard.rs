@@ -1,0 +1,182 @@
+//! A shard: one glommio executor on one CPU, with its own listeners (SO_REUSEPORT), its own
+//! view of the current generation, socket pools, buffers, DNS cache, credential cache and
+//! access-log buffer. Nothing here is shared with other shards except the generation pointer.
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use egressd_policy::model::{Auth, ListenerProtocol};
+use futures_lite::FutureExt;
+use glommio::net::TcpListener;
+
+use crate::accesslog::AccessLog;
+use crate::auth::Authenticator;
+use crate::dns::{Resolver, ResolverConfig};
+use crate::egress::dial::Dialer;
+use crate::relay::BufPool;
+use crate::session;
+use crate::state::{Generation, GenerationCache, Shared};
+
+/// Prepared sockets kept per egress source and shard.
+const SOCKET_POOL_DEPTH: usize = 16;
+/// How often a shard looks at the stop flag, flushes its log and refills socket pools.
+const TICK: Duration = Duration::from_millis(50);
+
+/// A listener as bound at start (listener changes need a restart).
+#[derive(Debug, Clone)]
+pub struct ListenerSpec {
+    pub name: Rc<str>,
+    pub addr: SocketAddr,
+    pub protocols: Vec<ListenerProtocol>,
+    pub auth: Auth,
+}
+
+/// Counters of one shard.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub accepted: Cell<u64>,
+    pub rejected_limit: Cell<u64>,
+    pub panics: Cell<u64>,
+}
+
+pub struct Shard {
+    pub id: usize,
+    generation: RefCell<GenerationCache>,
+    pub dialer: Rc<Dialer>,
+    pub bufs: BufPool,
+    pub auth: Authenticator,
+    pub resolver: Resolver,
+    pub log: AccessLog,
+    pub active: Cell<usize>,
+    pub max_active: usize,
+    pub counters: Counters,
+}
+
+impl std::fmt::Debug for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shard").field("id", &self.id).field("active", &self.active).finish_non_exhaustive()
+    }
+}
+
+impl Shard {
+    /// The current generation (one pointer comparison unless a reload happened).
+    pub fn current(&self) -> Arc<Generation> {
+        self.generation.borrow_mut().load().clone()
+    }
+}
+
+/// Everything a shard needs to start.
+#[derive(Debug, Clone)]
+pub struct ShardConfig {
+    pub id: usize,
+    pub shards: usize,
+    pub listeners: Vec<(String, SocketAddr, Vec<ListenerProtocol>, Auth)>,
+    pub shared: Shared,
+    pub resolver: Arc<ResolverConfig>,
+    pub stop: Arc<AtomicBool>,
+    pub salt: [u8; 32],
+}
+
+/// Keeps the active-connection count right however the task ends.
+struct ActiveGuard(Rc<Shard>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.active.set(self.0.active.get().saturating_sub(1));
+    }
+}
+
+/// Runs one shard until the stop flag is set and its tunnels have drained.
+pub async fn run(cfg: ShardConfig, ready: std::sync::mpsc::Sender<Result<usize, String>>) {
+    let generation = cfg.shared.load_full();
+    let settings = generation.policy().settings.clone();
+    let per_shard = (settings.max_connections as usize).div_ceil(cfg.shards.max(1));
+    let shard = Rc::new(Shard {
+        id: cfg.id,
+        generation: RefCell::new(arc_swap::Cache::new(cfg.shared.clone())),
+        dialer: Rc::new(Dialer::new(SOCKET_POOL_DEPTH)),
+        bufs: BufPool::default(),
+        auth: Authenticator::new(cfg.salt),
+        resolver: Resolver::new(cfg.resolver.clone()),
+        log: AccessLog::stdout(),
+        active: Cell::new(0),
+        max_active: per_shard.max(1),
+        counters: Counters::default(),
+    });
+    let mut accepting = Vec::new();
+    for (name, addr, protocols, auth) in &cfg.listeners {
+        match TcpListener::bind(addr) {
+            Ok(listener) => {
+                let spec = Rc::new(ListenerSpec { name: name.as_str().into(), addr: *addr, protocols: protocols.clone(), auth: *auth });
+                accepting.push(glommio::spawn_local(accept_loop(shard.clone(), listener, spec)));
+            }
+            Err(e) => {
+                let _ = ready.send(Err(format!("listener \"{name}\" cannot bind {addr}: {e}")));
+                return;
+            }
+        }
+    }
+    let _ = ready.send(Ok(cfg.id));
+    while !cfg.stop.load(Ordering::Relaxed) {
+        glommio::timer::sleep(TICK).await;
+        shard.log.flush();
+        if shard.dialer.sockets.borrow().needs_refill() {
+            shard.dialer.refill();
+        }
+    }
+    // Stop accepting (dropping the tasks closes the listeners), then drain.
+    drop(accepting);
+    let drain = shard.current().policy().settings.drain_timeout;
+    let started = Instant::now();
+    tracing::info!(shard = shard.id, active = shard.active.get(), "draining");
+    while shard.active.get() > 0 && started.elapsed() < drain {
+        glommio::timer::sleep(TICK).await;
+        shard.log.flush();
+    }
+    if shard.active.get() > 0 {
+        tracing::warn!(shard = shard.id, active = shard.active.get(), "drain timeout: closing remaining tunnels");
+    }
+    shard.log.flush();
+}
+
+async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, spec: Rc<ListenerSpec>) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                // Out of descriptors and the like: back off instead of spinning.
+                tracing::warn!(listener = %spec.name, error = %e, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if shard.active.get() >= shard.max_active {
+            shard.counters.rejected_limit.set(shard.counters.rejected_limit.get() + 1);
+            drop(stream);
+            continue;
+        }
+        shard.counters.accepted.set(shard.counters.accepted.get() + 1);
+        shard.active.set(shard.active.get() + 1);
+        let guard = ActiveGuard(shard.clone());
+        let (shard, spec) = (shard.clone(), spec.clone());
+        glommio::spawn_local(async move {
+            let _guard = guard;
+            let task = AssertUnwindSafe(session::handle(shard.clone(), stream, spec.clone()));
+            if let Err(panic) = task.catch_unwind().await {
+                shard.counters.panics.set(shard.counters.panics.get() + 1);
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(shard = shard.id, listener = %spec.name, panic = %what, "connection task panicked; the shard keeps serving");
+            }
+        })
+        .detach();
+    }
+}

@@ -1,0 +1,43 @@
+//! A generation: one validated, compiled configuration, published to the shards with a
+//! single `ArcSwap::store` and read by each shard through its own `arc_swap::Cache`.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use egressd_policy::compile::sets::IpSet;
+use egressd_policy::{CompiledPolicy, Policy, artifact};
+
+#[derive(Debug)]
+pub struct Generation {
+    /// 1 for the configuration loaded at start, +1 per successful reload.
+    pub id: u64,
+    pub table: CompiledPolicy,
+    /// `[proxy] deny_destinations`, refused whatever a rule says.
+    pub deny: IpSet,
+    /// SHA-256 of the compiled policy's canonical encoding.
+    pub hash: String,
+}
+
+impl Generation {
+    pub fn new(id: u64, policy: Policy) -> Self {
+        let deny = IpSet::new(&policy.settings.deny_destinations);
+        let hash = artifact::content_hash(&policy);
+        Generation {
+            id,
+            table: CompiledPolicy::new(policy),
+            deny,
+            hash,
+        }
+    }
+
+    pub fn policy(&self) -> &Policy {
+        self.table.policy()
+    }
+}
+
+/// What shards read the current generation from.
+pub type Shared = Arc<ArcSwap<Generation>>;
+
+/// A shard's view of the current generation: one atomic pointer comparison per load while
+/// nothing changed, no reference-count traffic.
+pub type GenerationCache = arc_swap::Cache<Shared, Arc<Generation>>;

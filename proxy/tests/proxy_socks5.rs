@@ -1,0 +1,260 @@
+//! The real binary as a SOCKS5 proxy, with curl and raw clients, against a real upstream that
+//! reports the source address it saw: per-user and per-destination egress, block and deny,
+//! failover, wrong passwords, malformed and silent clients.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use support::{EchoUpstream, Proxy, Upstream, curl, hash};
+
+fn config(extra_rules: &str) -> String {
+    format!(
+        r#"
+[proxy]
+deny_destinations = ["169.254.0.0/16", "127.0.0.9/32"]
+handshake_timeout = "1s"
+
+[[listener]]
+name = "office"
+bind = "127.0.0.1:0"
+auth = "optional"
+
+[[user]]
+name = "alice"
+password = "{alice}"
+groups = ["finance"]
+
+[[user]]
+name = "bob"
+password = "{bob}"
+groups = ["engineering"]
+
+[[pool]]
+name = "finance"
+ipv4 = ["127.0.0.2"]
+
+[[pool]]
+name = "engineering"
+ipv4 = ["192.0.2.1", "127.0.0.3"]
+fallback = "deny"
+
+{extra_rules}
+
+[[rule]]
+name = "finance"
+when = 'any(identity.groups[*] == "finance")'
+action = "egress"
+pool = "finance"
+
+[[rule]]
+name = "engineering"
+when = 'any(identity.groups[*] == "engineering")'
+action = "egress"
+pool = "engineering"
+
+[[rule]]
+name = "catch-all"
+action = "default"
+"#,
+        alice = hash("alice-pw"),
+        bob = hash("bob-pw"),
+    )
+}
+
+fn socks(proxy: &Proxy) -> String {
+    proxy.addr.to_string()
+}
+
+#[test]
+fn users_leave_from_their_pools_and_anonymous_from_the_default() {
+    let up = Upstream::start("127.0.0.1:0");
+    let proxy = Proxy::start(&config(""));
+    let url = up.url("/");
+    let (code, body, err) = curl(&["--socks5-hostname", &socks(&proxy), "-U", "alice:alice-pw", &url]);
+    assert_eq!((code, body.as_str()), (0, "127.0.0.2"), "{err}");
+    // bob's primary (192.0.2.1) is not an address of this host: it fails at bind, cools
+    // down, and the secondary is used.
+    let (code, body, err) = curl(&["--socks5-hostname", &socks(&proxy), "-U", "bob:bob-pw", &url]);
+    assert_eq!((code, body.as_str()), (0, "127.0.0.3"), "{err}");
+    let (code, body, err) = curl(&["--socks5", &socks(&proxy), &url]);
+    assert_eq!((code, body.as_str()), (0, "127.0.0.1"), "{err}");
+
+    let rec = proxy.wait_record(|r| r["user"] == "alice" && r["outcome"] == "ok");
+    assert_eq!(rec["rule"], "finance");
+    assert_eq!(rec["action"], "egress");
+    assert_eq!(rec["pool"], "finance");
+    assert_eq!(rec["protocol"], "socks5");
+    assert!(rec["egress"].as_str().unwrap().starts_with("127.0.0.2:"));
+    assert_eq!(rec["dialled"], up.addr.to_string());
+    assert!(rec["bytes_down"].as_u64().unwrap() > 0);
+    assert_eq!(rec["generation"], 1);
+    let bob = proxy.wait_record(|r| r["user"] == "bob" && r["outcome"] == "ok");
+    assert!(bob["egress"].as_str().unwrap().starts_with("127.0.0.3:"), "{bob}");
+}
+
+#[test]
+fn per_destination_block_and_deny_rules() {
+    let up = Upstream::start("127.0.0.1:0");
+    let other = Upstream::start("127.0.0.5:0");
+    let rules = format!(
+        r#"
+[[rule]]
+name = "partner via finance"
+when = 'net.dst.ip == 127.0.0.5 and net.dst.port == {port}'
+action = "egress"
+pool = "finance"
+
+[[rule]]
+name = "no admin"
+when = 'net.dst.port == {up_port} and net.fqdn.host == "localhost"'
+action = "block"
+"#,
+        port = other.addr.port(),
+        up_port = up.addr.port()
+    );
+    let proxy = Proxy::start(&config(&rules));
+    let (code, body, _) = curl(&["--socks5", &socks(&proxy), &other.url("/")]);
+    assert_eq!((code, body.as_str()), (0, "127.0.0.2"));
+
+    // Blocked by rule: SOCKS5 reply 0x02 ("connection not allowed by ruleset"), which curl
+    // reports with the code in parentheses.
+    // The proxy resolves the name itself (from /etc/hosts) and decides per address.
+    let target = format!("http://localhost:{}/", up.addr.port());
+    let (code, _, err) = curl(&["--socks5-hostname", &socks(&proxy), &target]);
+    assert_ne!(code, 0);
+    assert!(err.contains("(2)"), "{err}");
+    let rec = proxy.wait_record(|r| r["outcome"] == "blocked");
+    assert_eq!(rec["rule"], "no admin");
+
+    // A destination in deny_destinations is refused whatever the rule says.
+    let denied = Upstream::start("127.0.0.9:0");
+    let (code, _, err) = curl(&["--socks5", &socks(&proxy), "-U", "alice:alice-pw", &denied.url("/")]);
+    assert_ne!(code, 0, "{err}");
+    assert_eq!(denied.connections(), 0);
+    proxy.wait_record(|r| r["outcome"] == "denied_destination");
+}
+
+/// Sends a greeting, optionally user/pass, and a CONNECT; returns the reply bytes.
+fn raw_connect(proxy: SocketAddr, creds: Option<(&str, &str)>, target: SocketAddr) -> (TcpStream, Vec<u8>) {
+    let mut s = TcpStream::connect(proxy).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let method = if creds.is_some() { 2 } else { 0 };
+    s.write_all(&[5, 1, method]).unwrap();
+    let mut choice = [0u8; 2];
+    s.read_exact(&mut choice).unwrap();
+    assert_eq!(choice, [5, method]);
+    if let Some((u, p)) = creds {
+        let mut msg = vec![1, u.len() as u8];
+        msg.extend_from_slice(u.as_bytes());
+        msg.push(p.len() as u8);
+        msg.extend_from_slice(p.as_bytes());
+        s.write_all(&msg).unwrap();
+        let mut status = [0u8; 2];
+        s.read_exact(&mut status).unwrap();
+        if status != [1, 0] {
+            return (s, status.to_vec());
+        }
+    }
+    let SocketAddr::V4(t) = target else { panic!() };
+    let mut req = vec![5, 1, 0, 1];
+    req.extend_from_slice(&t.ip().octets());
+    req.extend_from_slice(&t.port().to_be_bytes());
+    s.write_all(&req).unwrap();
+    let mut reply = [0u8; 10];
+    s.read_exact(&mut reply).unwrap();
+    (s, reply.to_vec())
+}
+
+#[test]
+fn bnd_addr_is_the_real_egress_address_and_tunnels_pass_half_close() {
+    let echo = EchoUpstream::start("127.0.0.1:0");
+    let proxy = Proxy::start(&config(""));
+    let (mut s, reply) = raw_connect(proxy.addr, Some(("alice", "alice-pw")), echo.addr);
+    assert_eq!(&reply[..4], &[5, 0, 0, 1]);
+    let bnd = SocketAddr::from(([reply[4], reply[5], reply[6], reply[7]], u16::from_be_bytes([reply[8], reply[9]])));
+    // The upstream's first line is the peer it saw: exactly BND.ADDR:BND.PORT.
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    while byte[0] != b'\n' {
+        s.read_exact(&mut byte).unwrap();
+        seen.push(byte[0]);
+    }
+    assert_eq!(String::from_utf8_lossy(&seen).trim(), bnd.to_string());
+    assert_eq!(bnd.ip().to_string(), "127.0.0.2");
+    s.write_all(b"hello").unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = String::new();
+    s.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "hello<eof>");
+}
+
+#[test]
+fn wrong_passwords_and_required_auth_are_refused() {
+    let up = Upstream::start("127.0.0.1:0");
+    let proxy = Proxy::start(&config(""));
+    let (code, _, err) = curl(&["--socks5", &socks(&proxy), "-U", "alice:wrong", &up.url("/")]);
+    assert_ne!(code, 0);
+    assert!(err.contains("rejected"), "{err}");
+    let (_, status) = raw_connect(proxy.addr, Some(("nobody", "x")), up.addr);
+    assert_eq!(status, [1, 1]);
+    proxy.wait_record(|r| r["outcome"] == "auth_failed" && r["user"] == "nobody");
+    assert_eq!(up.connections(), 0);
+    // The right password still works afterwards.
+    let (code, body, _) = curl(&["--socks5", &socks(&proxy), "-U", "alice:alice-pw", &up.url("/")]);
+    assert_eq!((code, body.as_str()), (0, "127.0.0.2"));
+
+    let required = config("").replace("auth = \"optional\"", "auth = \"required\"");
+    let proxy = Proxy::start(&required);
+    let mut s = TcpStream::connect(proxy.addr).unwrap();
+    s.write_all(&[5, 1, 0]).unwrap();
+    let mut choice = [0u8; 2];
+    s.read_exact(&mut choice).unwrap();
+    assert_eq!(choice, [5, 0xff], "no acceptable method without credentials");
+}
+
+#[test]
+fn malformed_and_silent_clients_get_the_right_answer_and_the_shard_keeps_serving() {
+    let up = Upstream::start("127.0.0.1:0");
+    let proxy = Proxy::start(&config(""));
+    // Unknown address type: reply 0x08.
+    let mut s = TcpStream::connect(proxy.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&[5, 1, 0]).unwrap();
+    let mut choice = [0u8; 2];
+    s.read_exact(&mut choice).unwrap();
+    s.write_all(&[5, 1, 0, 9, 1, 2, 3, 4, 0, 80]).unwrap();
+    let mut reply = [0u8; 10];
+    s.read_exact(&mut reply).unwrap();
+    assert_eq!(reply[1], 0x08);
+    // BIND: command not supported, 0x07.
+    let mut s = TcpStream::connect(proxy.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&[5, 1, 0]).unwrap();
+    s.read_exact(&mut choice).unwrap();
+    s.write_all(&[5, 2, 0, 1, 127, 0, 0, 1, 0, 80]).unwrap();
+    s.read_exact(&mut reply).unwrap();
+    assert_eq!(reply[1], 0x07);
+    // Garbage after the version byte: closed without a reply.
+    let mut s = TcpStream::connect(proxy.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&[5, 0]).unwrap();
+    let mut any = Vec::new();
+    let _ = s.read_to_end(&mut any);
+    assert!(any.is_empty(), "{any:?}");
+    // A silent client is cut off by the 1 s handshake timeout.
+    let mut s = TcpStream::connect(proxy.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let started = std::time::Instant::now();
+    let n = s.read(&mut [0u8; 16]).unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(started.elapsed() < Duration::from_secs(9));
+    proxy.wait_record(|r| r["outcome"] == "handshake_timeout");
+    // And everything still works.
+    let (code, body, _) = curl(&["--socks5", &socks(&proxy), &up.url("/")]);
+    assert_eq!((code, body.as_str()), (0, "127.0.0.1"));
+}

@@ -1,0 +1,285 @@
+//! Test support: a real upstream that reports the peer address it saw, the real egressd
+//! binary started on port 0 with a config file, and curl as the client.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+/// An HTTP/1.1 server whose response body is the peer address it saw (IP only), with
+/// keep-alive. `GET /port` answers the peer's port as well.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    /// Peer addresses of every accepted connection.
+    pub peers: Arc<Mutex<Vec<SocketAddr>>>,
+}
+
+impl Upstream {
+    pub fn start(bind: &str) -> Upstream {
+        let listener = TcpListener::bind(bind).expect("bind upstream");
+        let addr = listener.local_addr().unwrap();
+        let peers = Arc::new(Mutex::new(Vec::new()));
+        let seen = peers.clone();
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let peer = conn.peer_addr().unwrap();
+                seen.lock().unwrap().push(peer);
+                thread::spawn(move || serve_http(conn, peer));
+            }
+        });
+        Upstream { addr, peers }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        match self.addr {
+            SocketAddr::V4(a) => format!("http://{a}{path}"),
+            SocketAddr::V6(a) => format!("http://[{}]:{}{path}", a.ip(), a.port()),
+        }
+    }
+
+    pub fn connections(&self) -> usize {
+        self.peers.lock().unwrap().len()
+    }
+}
+
+fn serve_http(conn: TcpStream, peer: SocketAddr) {
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut out = conn;
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut content_length = 0usize;
+        let mut close = false;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let lower = line.to_ascii_lowercase();
+            if let Some(v) = lower.strip_prefix("content-length:") {
+                content_length = v.trim().parse().unwrap_or(0);
+            }
+            if lower.starts_with("connection:") && lower.contains("close") {
+                close = true;
+            }
+            if line == "\r\n" || line == "\n" {
+                break;
+            }
+        }
+        let mut body = vec![0; content_length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_string();
+        let answer = if path.starts_with("/port") { peer.to_string() } else if path.starts_with("/echo") { String::from_utf8_lossy(&body).into_owned() } else { peer.ip().to_string() };
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: text/plain\r\nX-Request-Line: {}\r\n{}\r\n",
+            answer.len(),
+            request_line.trim(),
+            if close { "Connection: close\r\n" } else { "" }
+        );
+        if out.write_all(head.as_bytes()).and_then(|()| out.write_all(answer.as_bytes())).is_err() || close {
+            return;
+        }
+    }
+}
+
+/// A raw TCP server that first writes the peer address and a newline, then echoes.
+pub struct EchoUpstream {
+    pub addr: SocketAddr,
+}
+
+impl EchoUpstream {
+    pub fn start(bind: &str) -> EchoUpstream {
+        let listener = TcpListener::bind(bind).expect("bind echo");
+        let addr = listener.local_addr().unwrap();
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                thread::spawn(move || {
+                    let peer = conn.peer_addr().unwrap();
+                    let _ = conn.write_all(format!("{peer}\n").as_bytes());
+                    let mut buf = [0u8; 16384];
+                    loop {
+                        match conn.read(&mut buf) {
+                            Ok(0) | Err(_) => {
+                                // Half-close seen: say so, then close our side.
+                                let _ = conn.write_all(b"<eof>");
+                                return;
+                            }
+                            Ok(n) => {
+                                if conn.write_all(&buf[..n]).is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        EchoUpstream { addr }
+    }
+}
+
+/// A running egressd.
+pub struct Proxy {
+    pub child: Child,
+    pub addr: SocketAddr,
+    /// Every listener's address by name.
+    pub listeners: Vec<(String, SocketAddr)>,
+    pub config: PathBuf,
+    pub dir: PathBuf,
+    lines: Receiver<String>,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+pub fn tempdir(tag: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!("egressd-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+impl Proxy {
+    /// Writes `config` to a file and starts `egressd run -c` on it.
+    pub fn start(config: &str) -> Proxy {
+        Self::start_with(config, &[])
+    }
+
+    /// As `start`, with a command prefix (e.g. `ip netns exec NAME`).
+    pub fn start_with(config: &str, prefix: &[&str]) -> Proxy {
+        let dir = tempdir("proxy");
+        let path = dir.join("egressd.toml");
+        std::fs::write(&path, config).unwrap();
+        let bin = env!("CARGO_BIN_EXE_egressd");
+        let mut cmd = if prefix.is_empty() { Command::new(bin) } else { let mut c = Command::new(prefix[0]); c.args(&prefix[1..]).arg(bin); c };
+        let mut child = cmd
+            .args(["run", "-c"])
+            .arg(&path)
+            .env("EGRESSD_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start egressd");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        // Access log lines (stdout).
+        let stdout = child.stdout.take().unwrap();
+        let access = log.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                access.lock().unwrap().push(line);
+            }
+        });
+        let (tx, rx) = channel();
+        let stderr = child.stderr.take().unwrap();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut proxy = Proxy { child, addr: "0.0.0.0:0".parse().unwrap(), listeners: Vec::new(), config: path, dir, lines: rx, log };
+        let expected = config.matches("[[listener]]").count().max(1);
+        while proxy.listeners.len() < expected {
+            let line = proxy.next_line("listening");
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            let addr: SocketAddr = v["addr"].as_str().unwrap().parse().unwrap();
+            proxy.listeners.push((v["listener"].as_str().unwrap().to_string(), addr));
+        }
+        proxy.addr = proxy.listeners[0].1;
+        proxy
+    }
+
+    /// The next stderr line containing `needle` (panics if egressd exits first).
+    pub fn next_line(&mut self, needle: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => {
+                    let status = self.child.try_wait().unwrap();
+                    panic!("egressd gave no line with {needle:?} (exit status {status:?})");
+                }
+            }
+        }
+    }
+
+    pub fn listener(&self, name: &str) -> SocketAddr {
+        self.listeners.iter().find(|(n, _)| n == name).unwrap().1
+    }
+
+    /// Rewrites the config file and sends SIGHUP; returns the log line that settled it.
+    pub fn reload(&mut self, config: &str) -> String {
+        std::fs::write(&self.config, config).unwrap();
+        signal(self.child.id(), "HUP");
+        loop {
+            let line = self.next_line("\"message\":\"re");
+            if line.contains("\"reloaded\"") || line.contains("reload rejected") {
+                return line;
+            }
+        }
+    }
+
+    /// Access-log records seen so far.
+    pub fn access_log(&self) -> Vec<serde_json::Value> {
+        self.log.lock().unwrap().iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    }
+
+    /// Waits until the access log has a record matching `pred` (egressd flushes its log every
+    /// 50 ms), by polling stdout's reader thread; bounded by a deadline.
+    pub fn wait_record(&self, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(r) = self.access_log().into_iter().find(|r| pred(r)) {
+                return r;
+            }
+            assert!(std::time::Instant::now() < deadline, "no matching access-log record in {:?}", self.log.lock().unwrap());
+            thread::yield_now();
+        }
+    }
+
+    /// SIGTERM, then wait for exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        signal(self.child.id(), "TERM");
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn signal(pid: u32, name: &str) {
+    let ok = Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status().unwrap().success();
+    assert!(ok, "kill -{name} {pid}");
+}
+
+/// argon2id hash of a password, as `egressd hash-password` makes.
+pub fn hash(password: &str) -> String {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let salt = SaltString::encode_b64(b"egressd-test-salt").unwrap();
+    argon2::Argon2::default().hash_password(password.as_bytes(), &salt).unwrap().to_string()
+}
+
+/// Runs curl; returns (exit code, stdout, stderr).
+pub fn curl(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new("curl").args(["-sS", "--max-time", "20"]).args(args).output().expect("curl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
