@@ -222,7 +222,16 @@ pub async fn serve(shard: &Rc<Shard>, generation: &Arc<Generation>, listener: &L
             };
         }
 
-        // Forwarding. A different target means a new decision and a new upstream.
+        // Forwarding: framing is checked before anything goes upstream (smuggling defence).
+        let body = match head.request_body() {
+            Ok(b) => b,
+            Err(e) => {
+                rec.error = Some(e.to_string());
+                send_error(&mut client, e.status, &[]).await;
+                return "bad_request";
+            }
+        };
+        // A different target means a new decision and a new upstream.
         if upstream.as_ref().is_some_and(|u| u.host != host || u.port != port) {
             upstream = None;
         }
@@ -242,13 +251,6 @@ pub async fn serve(shard: &Rc<Shard>, generation: &Arc<Generation>, listener: &L
             }
         }
         let Some(up) = upstream.as_mut() else { return "internal_error" };
-        let body = match head.request_body() {
-            Ok(b) => b,
-            Err(e) => {
-                send_error(&mut client, e.status, &[]).await;
-                return "bad_request";
-            }
-        };
         let mut out = Vec::with_capacity(1024);
         wire::encode_forward_head(&head, &mut out);
         if up.stream.write_all(&out).await.is_err() {
