@@ -52,7 +52,10 @@ impl AccessLog {
             .try_clone_to_owned()
             .ok()
             .map(|fd| RefCell::new(File::from(fd)));
-        AccessLog { out, buf: RefCell::new(Vec::with_capacity(FLUSH_AT)) }
+        AccessLog {
+            out,
+            buf: RefCell::new(Vec::with_capacity(FLUSH_AT)),
+        }
     }
 
     pub fn write(&self, record: &ConnRecord) {
@@ -110,7 +113,13 @@ mod tests {
     #[test]
     fn formats_rfc3339() {
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_millis(1_795_719_845_123)), "2026-11-26T19:04:05.123Z");
-        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00.000Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_millis(1_795_719_845_123)),
+            "2026-11-26T19:04:05.123Z"
+        );
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00.000Z"
+        );
     }
 }

@@ -53,8 +53,17 @@ impl Authenticator {
     }
 
     /// Checks `user`/`password` against the generation's users.
-    pub async fn check(&self, generation: &Arc<Generation>, user: &str, password: &str) -> AuthOutcome {
-        let Some(hash) = generation.policy().user(user).and_then(|u| u.password.as_ref()) else {
+    pub async fn check(
+        &self,
+        generation: &Arc<Generation>,
+        user: &str,
+        password: &str,
+    ) -> AuthOutcome {
+        let Some(hash) = generation
+            .policy()
+            .user(user)
+            .and_then(|u| u.password.as_ref())
+        else {
             return AuthOutcome::Rejected;
         };
         let digest = self.digest(password);
@@ -69,7 +78,11 @@ impl Authenticator {
         let pw = password.to_string();
         let ok = glommio::executor()
             .spawn_blocking(move || {
-                PasswordHash::new(&phc).is_ok_and(|parsed| argon2::Argon2::default().verify_password(pw.as_bytes(), &parsed).is_ok())
+                PasswordHash::new(&phc).is_ok_and(|parsed| {
+                    argon2::Argon2::default()
+                        .verify_password(pw.as_bytes(), &parsed)
+                        .is_ok()
+                })
             })
             .await;
         self.in_flight.set(self.in_flight.get() - 1);

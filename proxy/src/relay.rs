@@ -10,7 +10,6 @@ use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -30,7 +29,10 @@ pub struct BufPool {
 
 impl BufPool {
     fn get(&self) -> Vec<u8> {
-        self.free.borrow_mut().pop().unwrap_or_else(|| vec![0; BUF_SIZE])
+        self.free
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| vec![0; BUF_SIZE])
     }
 
     fn put(&self, buf: Vec<u8>) {
@@ -64,24 +66,35 @@ impl Direction {
         }
     }
 
-    fn poll(&mut self, cx: &mut Context<'_>, from: &RefCell<TcpStream>, to: &RefCell<TcpStream>, pool: &BufPool, active: &Cell<Instant>) -> Poll<io::Result<()>> {
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        from: &RefCell<TcpStream>,
+        to: &RefCell<TcpStream>,
+        pool: &BufPool,
+        active: &Cell<Instant>,
+    ) -> Poll<io::Result<()>> {
         loop {
             if self.done {
                 return Poll::Ready(Ok(()));
             }
-            if let Some(buf) = &self.buf {
-                if self.start < self.end {
-                    let n = match Pin::new(&mut *to.borrow_mut()).poll_write(cx, &buf[self.start..self.end]) {
-                        Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                        Poll::Ready(Ok(n)) => n,
-                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                        Poll::Pending => return Poll::Pending,
-                    };
-                    self.start += n;
-                    self.bytes += n as u64;
-                    active.set(Instant::now());
-                    continue;
-                }
+            if let Some(buf) = &self.buf
+                && self.start < self.end
+            {
+                let n = match Pin::new(&mut *to.borrow_mut())
+                    .poll_write(cx, &buf[self.start..self.end])
+                {
+                    Poll::Ready(Ok(0)) => {
+                        return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                    }
+                    Poll::Ready(Ok(n)) => n,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => return Poll::Pending,
+                };
+                self.start += n;
+                self.bytes += n as u64;
+                active.set(Instant::now());
+                continue;
             }
             if self.eof {
                 // Pass the half-close on: the peer sees EOF, the other direction goes on.
@@ -92,10 +105,10 @@ impl Direction {
                             pool.put(b);
                         }
                         // A peer that already left makes shutdown fail; that is not an error.
-                        if let Err(e) = r {
-                            if e.kind() != io::ErrorKind::NotConnected {
-                                return Poll::Ready(Err(e));
-                            }
+                        if let Err(e) = r
+                            && e.kind() != io::ErrorKind::NotConnected
+                        {
+                            return Poll::Ready(Err(e));
                         }
                         return Poll::Ready(Ok(()));
                     }
@@ -163,15 +176,29 @@ impl Future for Relay<'_> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        let up = this.up.poll(cx, this.client, this.upstream, this.pool, this.active)?;
-        let down = this.down.poll(cx, this.upstream, this.client, this.pool, this.active)?;
-        if up.is_ready() && down.is_ready() { Poll::Ready(Ok(())) } else { Poll::Pending }
+        let up = this
+            .up
+            .poll(cx, this.client, this.upstream, this.pool, this.active)?;
+        let down = this
+            .down
+            .poll(cx, this.upstream, this.client, this.pool, this.active)?;
+        if up.is_ready() && down.is_ready() {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
     }
 }
 
 /// Relays until both directions have closed, one fails, or nothing moves for `idle`.
 /// `initial` holds client bytes that arrived with the handshake.
-pub async fn relay(client: TcpStream, upstream: TcpStream, initial: Vec<u8>, idle: Duration, pool: &BufPool) -> RelayStats {
+pub async fn relay(
+    client: TcpStream,
+    upstream: TcpStream,
+    initial: Vec<u8>,
+    idle: Duration,
+    pool: &BufPool,
+) -> RelayStats {
     let client = RefCell::new(client);
     let upstream = RefCell::new(upstream);
     let active = Cell::new(Instant::now());
@@ -210,6 +237,3 @@ pub async fn relay(client: TcpStream, upstream: TcpStream, initial: Vec<u8>, idl
     }
     RelayStats { up, down, end }
 }
-
-/// Shared so a session can hand its pool to the relay.
-pub type SharedBufPool = Rc<BufPool>;

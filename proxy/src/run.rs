@@ -61,7 +61,9 @@ fn init_logging() {
 /// The soft RLIMIT_MEMLOCK from /proc/self/limits, in bytes (None = unlimited or unknown).
 fn memlock_limit() -> Option<u64> {
     let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = limits.lines().find(|l| l.starts_with("Max locked memory"))?;
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max locked memory"))?;
     let soft = line.split_whitespace().nth(3)?;
     soft.parse().ok()
 }
@@ -69,7 +71,11 @@ fn memlock_limit() -> Option<u64> {
 /// CPUs this process may run on (its affinity mask), from /proc/self/status.
 pub fn allowed_cpus() -> Vec<usize> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let list = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap_or("").trim();
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap_or("")
+        .trim();
     let mut cpus = Vec::new();
     for part in list.split(',').filter(|p| !p.is_empty()) {
         match part.split_once('-') {
@@ -94,11 +100,21 @@ fn load_policy(path: &Path) -> Result<Policy, String> {
             for d in &checked.diags.items {
                 let line = checked.sources.render(d);
                 match d.severity {
-                    egressd_policy::Severity::Error => tracing::error!(diagnostic = %line, "config"),
-                    egressd_policy::Severity::Warning => tracing::warn!(diagnostic = %line, "config"),
+                    egressd_policy::Severity::Error => {
+                        tracing::error!(diagnostic = %line, "config")
+                    }
+                    egressd_policy::Severity::Warning => {
+                        tracing::warn!(diagnostic = %line, "config")
+                    }
                 }
             }
-            checked.policy.ok_or_else(|| format!("{}: {} error(s)", path.display(), checked.diags.error_count()))
+            checked.policy.ok_or_else(|| {
+                format!(
+                    "{}: {} error(s)",
+                    path.display(),
+                    checked.diags.error_count()
+                )
+            })
         }
         Source::Artifact(p) => Ok(p),
     }
@@ -110,12 +126,22 @@ fn reserve(listeners: &[Listener]) -> Result<Vec<(Socket, SocketAddr)>, String> 
     listeners
         .iter()
         .map(|l| {
-            let fail = |e: std::io::Error| format!("listener \"{}\" cannot bind {}: {e}", l.name, l.bind);
-            let s = Socket::new(Domain::for_address(l.bind), Type::STREAM, Some(Protocol::TCP)).map_err(fail)?;
+            let fail =
+                |e: std::io::Error| format!("listener \"{}\" cannot bind {}: {e}", l.name, l.bind);
+            let s = Socket::new(
+                Domain::for_address(l.bind),
+                Type::STREAM,
+                Some(Protocol::TCP),
+            )
+            .map_err(fail)?;
             s.set_reuse_port(true).map_err(fail)?;
             s.set_reuse_address(true).map_err(fail)?;
             s.bind(&SockAddr::from(l.bind)).map_err(fail)?;
-            let addr = s.local_addr().map_err(fail)?.as_socket().ok_or_else(|| fail(std::io::ErrorKind::InvalidData.into()))?;
+            let addr = s
+                .local_addr()
+                .map_err(fail)?
+                .as_socket()
+                .ok_or_else(|| fail(std::io::ErrorKind::InvalidData.into()))?;
             Ok((s, addr))
         })
         .collect()
@@ -123,18 +149,20 @@ fn reserve(listeners: &[Listener]) -> Result<Vec<(Socket, SocketAddr)>, String> 
 
 pub fn run(config: Option<PathBuf>) -> ExitCode {
     init_logging();
-    if let Some(limit) = memlock_limit() {
-        if limit < MIN_MEMLOCK {
-            tracing::error!(
-                current_kib = limit / 1024,
-                "RLIMIT_MEMLOCK is below the 512 KiB io_uring needs: raise it (`ulimit -l 1024`, systemd LimitMEMLOCK=1M, docker --ulimit memlock=1048576:1048576) or run as root"
-            );
-            return ExitCode::from(EX_OSERR);
-        }
+    if let Some(limit) = memlock_limit()
+        && limit < MIN_MEMLOCK
+    {
+        tracing::error!(
+            current_kib = limit / 1024,
+            "RLIMIT_MEMLOCK is below the 512 KiB io_uring needs: raise it (`ulimit -l 1024`, systemd LimitMEMLOCK=1M, docker --ulimit memlock=1048576:1048576) or run as root"
+        );
+        return ExitCode::from(EX_OSERR);
     }
     let policy = match &config {
         Some(path) => load_policy(path),
-        None => check_str("<built-in default>", DEFAULT_CONFIG).policy.ok_or_else(|| "built-in default is invalid".to_string()),
+        None => check_str("<built-in default>", DEFAULT_CONFIG)
+            .policy
+            .ok_or_else(|| "built-in default is invalid".to_string()),
     };
     let policy = match policy {
         Ok(p) => p,
@@ -187,7 +215,11 @@ pub fn run(config: Option<PathBuf>) -> ExitCode {
     let mut handles = Vec::new();
     for id in 0..shards {
         // glommio ignores the affinity mask; pin to the allowed CPUs ourselves.
-        let placement = if shards <= cpus.len() { Placement::Fixed(cpus[id]) } else { Placement::Unbound };
+        let placement = if shards <= cpus.len() {
+            Placement::Fixed(cpus[id])
+        } else {
+            Placement::Unbound
+        };
         let cfg = ShardConfig {
             id,
             shards,
@@ -236,7 +268,10 @@ pub fn run(config: Option<PathBuf>) -> ExitCode {
         match signal {
             SIGHUP => reload(config.as_deref(), &shared, &startup_listeners),
             _ => {
-                tracing::info!(signal, "stopping: no new connections, draining open tunnels");
+                tracing::info!(
+                    signal,
+                    "stopping: no new connections, draining open tunnels"
+                );
                 stop.store(true, Ordering::Relaxed);
                 break;
             }
@@ -253,7 +288,10 @@ pub fn run(config: Option<PathBuf>) -> ExitCode {
 fn reload(config: Option<&Path>, shared: &Shared, startup: &[Listener]) {
     let current = shared.load();
     let Some(path) = config else {
-        tracing::info!(generation = current.id, "reload: running the built-in default, nothing to re-read");
+        tracing::info!(
+            generation = current.id,
+            "reload: running the built-in default, nothing to re-read"
+        );
         return;
     };
     let policy = match load_policy(path) {
@@ -264,7 +302,10 @@ fn reload(config: Option<&Path>, shared: &Shared, startup: &[Listener]) {
         }
     };
     if policy.listeners != startup {
-        tracing::warn!(generation = current.id, "listener changes need a restart; the listeners keep their start-up settings (auth mode changes apply)");
+        tracing::warn!(
+            generation = current.id,
+            "listener changes need a restart; the listeners keep their start-up settings (auth mode changes apply)"
+        );
     }
     let id = current.id + 1;
     let next = Generation::new(id, policy);

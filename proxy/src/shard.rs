@@ -31,7 +31,6 @@ const TICK: Duration = Duration::from_millis(50);
 #[derive(Debug, Clone)]
 pub struct ListenerSpec {
     pub name: Rc<str>,
-    pub addr: SocketAddr,
     pub protocols: Vec<ListenerProtocol>,
     pub auth: Auth,
 }
@@ -59,7 +58,10 @@ pub struct Shard {
 
 impl std::fmt::Debug for Shard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shard").field("id", &self.id).field("active", &self.active).finish_non_exhaustive()
+        f.debug_struct("Shard")
+            .field("id", &self.id)
+            .field("active", &self.active)
+            .finish_non_exhaustive()
     }
 }
 
@@ -112,8 +114,16 @@ pub async fn run(cfg: ShardConfig, ready: std::sync::mpsc::Sender<Result<usize, 
     for (name, addr, protocols, auth) in &cfg.listeners {
         match TcpListener::bind(addr) {
             Ok(listener) => {
-                let spec = Rc::new(ListenerSpec { name: name.as_str().into(), addr: *addr, protocols: protocols.clone(), auth: *auth });
-                accepting.push(glommio::spawn_local(accept_loop(shard.clone(), listener, spec)));
+                let spec = Rc::new(ListenerSpec {
+                    name: name.as_str().into(),
+                    protocols: protocols.clone(),
+                    auth: *auth,
+                });
+                accepting.push(glommio::spawn_local(accept_loop(
+                    shard.clone(),
+                    listener,
+                    spec,
+                )));
             }
             Err(e) => {
                 let _ = ready.send(Err(format!("listener \"{name}\" cannot bind {addr}: {e}")));
@@ -139,7 +149,11 @@ pub async fn run(cfg: ShardConfig, ready: std::sync::mpsc::Sender<Result<usize, 
         shard.log.flush();
     }
     if shard.active.get() > 0 {
-        tracing::warn!(shard = shard.id, active = shard.active.get(), "drain timeout: closing remaining tunnels");
+        tracing::warn!(
+            shard = shard.id,
+            active = shard.active.get(),
+            "drain timeout: closing remaining tunnels"
+        );
     }
     shard.log.flush();
 }
@@ -156,11 +170,17 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, spec: Rc<ListenerS
             }
         };
         if shard.active.get() >= shard.max_active {
-            shard.counters.rejected_limit.set(shard.counters.rejected_limit.get() + 1);
+            shard
+                .counters
+                .rejected_limit
+                .set(shard.counters.rejected_limit.get() + 1);
             drop(stream);
             continue;
         }
-        shard.counters.accepted.set(shard.counters.accepted.get() + 1);
+        shard
+            .counters
+            .accepted
+            .set(shard.counters.accepted.get() + 1);
         shard.active.set(shard.active.get() + 1);
         let guard = ActiveGuard(shard.clone());
         let (shard, spec) = (shard.clone(), spec.clone());

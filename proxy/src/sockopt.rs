@@ -20,7 +20,11 @@ pub fn set_bind_address_no_port(socket: &impl AsRawFd, on: bool) -> io::Result<(
             size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 #[cfg(test)]

@@ -75,11 +75,23 @@ fn users_leave_from_their_pools_and_anonymous_from_the_default() {
     let up = Upstream::start("127.0.0.1:0");
     let proxy = Proxy::start(&config(""));
     let url = up.url("/");
-    let (code, body, err) = curl(&["--socks5-hostname", &socks(&proxy), "-U", "alice:alice-pw", &url]);
+    let (code, body, err) = curl(&[
+        "--socks5-hostname",
+        &socks(&proxy),
+        "-U",
+        "alice:alice-pw",
+        &url,
+    ]);
     assert_eq!((code, body.as_str()), (0, "127.0.0.2"), "{err}");
     // bob's primary (192.0.2.1) is not an address of this host: it fails at bind, cools
     // down, and the secondary is used.
-    let (code, body, err) = curl(&["--socks5-hostname", &socks(&proxy), "-U", "bob:bob-pw", &url]);
+    let (code, body, err) = curl(&[
+        "--socks5-hostname",
+        &socks(&proxy),
+        "-U",
+        "bob:bob-pw",
+        &url,
+    ]);
     assert_eq!((code, body.as_str()), (0, "127.0.0.3"), "{err}");
     let (code, body, err) = curl(&["--socks5", &socks(&proxy), &url]);
     assert_eq!((code, body.as_str()), (0, "127.0.0.1"), "{err}");
@@ -94,7 +106,10 @@ fn users_leave_from_their_pools_and_anonymous_from_the_default() {
     assert!(rec["bytes_down"].as_u64().unwrap() > 0);
     assert_eq!(rec["generation"], 1);
     let bob = proxy.wait_record(|r| r["user"] == "bob" && r["outcome"] == "ok");
-    assert!(bob["egress"].as_str().unwrap().starts_with("127.0.0.3:"), "{bob}");
+    assert!(
+        bob["egress"].as_str().unwrap().starts_with("127.0.0.3:"),
+        "{bob}"
+    );
 }
 
 #[test]
@@ -133,14 +148,24 @@ action = "block"
 
     // A destination in deny_destinations is refused whatever the rule says.
     let denied = Upstream::start("127.0.0.9:0");
-    let (code, _, err) = curl(&["--socks5", &socks(&proxy), "-U", "alice:alice-pw", &denied.url("/")]);
+    let (code, _, err) = curl(&[
+        "--socks5",
+        &socks(&proxy),
+        "-U",
+        "alice:alice-pw",
+        &denied.url("/"),
+    ]);
     assert_ne!(code, 0, "{err}");
     assert_eq!(denied.connections(), 0);
     proxy.wait_record(|r| r["outcome"] == "denied_destination");
 }
 
 /// Sends a greeting, optionally user/pass, and a CONNECT; returns the reply bytes.
-fn raw_connect(proxy: SocketAddr, creds: Option<(&str, &str)>, target: SocketAddr) -> (TcpStream, Vec<u8>) {
+fn raw_connect(
+    proxy: SocketAddr,
+    creds: Option<(&str, &str)>,
+    target: SocketAddr,
+) -> (TcpStream, Vec<u8>) {
     let mut s = TcpStream::connect(proxy).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let method = if creds.is_some() { 2 } else { 0 };
@@ -176,7 +201,10 @@ fn bnd_addr_is_the_real_egress_address_and_tunnels_pass_half_close() {
     let proxy = Proxy::start(&config(""));
     let (mut s, reply) = raw_connect(proxy.addr, Some(("alice", "alice-pw")), echo.addr);
     assert_eq!(&reply[..4], &[5, 0, 0, 1]);
-    let bnd = SocketAddr::from(([reply[4], reply[5], reply[6], reply[7]], u16::from_be_bytes([reply[8], reply[9]])));
+    let bnd = SocketAddr::from((
+        [reply[4], reply[5], reply[6], reply[7]],
+        u16::from_be_bytes([reply[8], reply[9]]),
+    ));
     // The upstream's first line is the peer it saw: exactly BND.ADDR:BND.PORT.
     let mut seen = Vec::new();
     let mut byte = [0u8; 1];
@@ -197,7 +225,13 @@ fn bnd_addr_is_the_real_egress_address_and_tunnels_pass_half_close() {
 fn wrong_passwords_and_required_auth_are_refused() {
     let up = Upstream::start("127.0.0.1:0");
     let proxy = Proxy::start(&config(""));
-    let (code, _, err) = curl(&["--socks5", &socks(&proxy), "-U", "alice:wrong", &up.url("/")]);
+    let (code, _, err) = curl(&[
+        "--socks5",
+        &socks(&proxy),
+        "-U",
+        "alice:wrong",
+        &up.url("/"),
+    ]);
     assert_ne!(code, 0);
     assert!(err.contains("rejected"), "{err}");
     let (_, status) = raw_connect(proxy.addr, Some(("nobody", "x")), up.addr);
@@ -205,7 +239,13 @@ fn wrong_passwords_and_required_auth_are_refused() {
     proxy.wait_record(|r| r["outcome"] == "auth_failed" && r["user"] == "nobody");
     assert_eq!(up.connections(), 0);
     // The right password still works afterwards.
-    let (code, body, _) = curl(&["--socks5", &socks(&proxy), "-U", "alice:alice-pw", &up.url("/")]);
+    let (code, body, _) = curl(&[
+        "--socks5",
+        &socks(&proxy),
+        "-U",
+        "alice:alice-pw",
+        &up.url("/"),
+    ]);
     assert_eq!((code, body.as_str()), (0, "127.0.0.2"));
 
     let required = config("").replace("auth = \"optional\"", "auth = \"required\"");
@@ -214,7 +254,11 @@ fn wrong_passwords_and_required_auth_are_refused() {
     s.write_all(&[5, 1, 0]).unwrap();
     let mut choice = [0u8; 2];
     s.read_exact(&mut choice).unwrap();
-    assert_eq!(choice, [5, 0xff], "no acceptable method without credentials");
+    assert_eq!(
+        choice,
+        [5, 0xff],
+        "no acceptable method without credentials"
+    );
 }
 
 #[test]

@@ -66,7 +66,9 @@ impl std::fmt::Display for DialError {
         match self {
             DialError::Blocked => f.write_str("blocked by policy"),
             DialError::Denied => f.write_str("destination is in deny_destinations"),
-            DialError::NoEgress(why) => write!(f, "no usable egress address and fallback is deny: {why}"),
+            DialError::NoEgress(why) => {
+                write!(f, "no usable egress address and fallback is deny: {why}")
+            }
             DialError::Connect(e) => write!(f, "connect failed: {e}"),
         }
     }
@@ -102,7 +104,9 @@ impl Dialer {
     }
 
     pub fn mark_down(&self, addr: IpAddr) {
-        self.cooldown.borrow_mut().mark_down(addr, self.now_ms(), COOL_DOWN.as_millis() as u64);
+        self.cooldown
+            .borrow_mut()
+            .mark_down(addr, self.now_ms(), COOL_DOWN.as_millis() as u64);
     }
 
     /// Tops the socket pools up; sources that cannot be prepared are cooled down.
@@ -116,49 +120,105 @@ impl Dialer {
         }
     }
 
-    async fn from_source(&self, spec: &SourceSpec, dst: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    async fn dial_from(
+        &self,
+        spec: &SourceSpec,
+        dst: SocketAddr,
+        timeout: Duration,
+    ) -> io::Result<TcpStream> {
         let socket = self.sockets.borrow_mut().take(spec)?;
         connect(socket, dst, timeout).await
     }
 
     /// Dials `dst` as `decision` says.
-    pub async fn dial(self: &Rc<Self>, generation: &Generation, decision: &Decision, dst: SocketAddr, ctx: &DialCtx) -> Result<Dialed, DialError> {
-        if generation.deny.contains(egressd_policy::meta::canonical_ip(dst.ip())) {
+    pub async fn dial(
+        self: &Rc<Self>,
+        generation: &Generation,
+        decision: &Decision,
+        dst: SocketAddr,
+        ctx: &DialCtx,
+    ) -> Result<Dialed, DialError> {
+        if generation
+            .deny
+            .contains(egressd_policy::meta::canonical_ip(dst.ip()))
+        {
             return Err(DialError::Denied);
         }
         let policy = generation.policy();
         let timeout = policy.settings.connect_timeout;
-        let default_spec = SourceSpec { addr: None, ipv6: dst.is_ipv6(), interface: None, mark: None };
+        let default_spec = SourceSpec {
+            addr: None,
+            ipv6: dst.is_ipv6(),
+            interface: None,
+            mark: None,
+        };
         let finish = |stream: TcpStream, pool: Option<String>, fallback: Option<String>| {
-            let local = stream.local_addr().map_err(|e| DialError::Connect(e.into()))?;
-            Ok(Dialed { stream, local, pool, fallback })
+            let local = stream
+                .local_addr()
+                .map_err(|e| DialError::Connect(e.into()))?;
+            Ok(Dialed {
+                stream,
+                local,
+                pool,
+                fallback,
+            })
         };
         match decision.action {
             Action::Block => Err(DialError::Blocked),
             Action::Default => {
-                let s = self.from_source(&default_spec, dst, timeout).await.map_err(DialError::Connect)?;
+                let s = self
+                    .dial_from(&default_spec, dst, timeout)
+                    .await
+                    .map_err(DialError::Connect)?;
                 finish(s, None, None)
             }
             Action::Ingress => {
                 let entry = ctx.ingress.ip();
                 if entry.is_ipv4() != dst.is_ipv4() {
-                    let s = self.from_source(&default_spec, dst, timeout).await.map_err(DialError::Connect)?;
-                    return finish(s, None, Some(format!("ingress address {entry} cannot reach an {} destination", if dst.is_ipv4() { "IPv4" } else { "IPv6" })));
+                    let s = self
+                        .dial_from(&default_spec, dst, timeout)
+                        .await
+                        .map_err(DialError::Connect)?;
+                    return finish(
+                        s,
+                        None,
+                        Some(format!(
+                            "ingress address {entry} cannot reach an {} destination",
+                            if dst.is_ipv4() { "IPv4" } else { "IPv6" }
+                        )),
+                    );
                 }
-                let spec = SourceSpec { addr: Some(entry), ipv6: entry.is_ipv6(), interface: None, mark: None };
-                let s = self.from_source(&spec, dst, timeout).await.map_err(DialError::Connect)?;
+                let spec = SourceSpec {
+                    addr: Some(entry),
+                    ipv6: entry.is_ipv6(),
+                    interface: None,
+                    mark: None,
+                };
+                let s = self
+                    .dial_from(&spec, dst, timeout)
+                    .await
+                    .map_err(DialError::Connect)?;
                 finish(s, None, None)
             }
             Action::Egress => {
                 let Some(pool) = decision.pool.and_then(|p| policy.pool(p)) else {
                     return Err(DialError::NoEgress("rule has no pool".into()));
                 };
-                self.dial_pool(pool, dst, ctx, timeout, &default_spec).await.and_then(|(s, fb)| finish(s, Some(pool.name.clone()), fb))
+                self.dial_pool(pool, dst, ctx, timeout, &default_spec)
+                    .await
+                    .and_then(|(s, fb)| finish(s, Some(pool.name.clone()), fb))
             }
         }
     }
 
-    async fn dial_pool(&self, pool: &Pool, dst: SocketAddr, ctx: &DialCtx, timeout: Duration, default_spec: &SourceSpec) -> Result<(TcpStream, Option<String>), DialError> {
+    async fn dial_pool(
+        &self,
+        pool: &Pool,
+        dst: SocketAddr,
+        ctx: &DialCtx,
+        timeout: Duration,
+        default_spec: &SourceSpec,
+    ) -> Result<(TcpStream, Option<String>), DialError> {
         let key = match pool.ipv6_select {
             Ipv6Select::PerConnection => {
                 self.seq.set(self.seq.get().wrapping_add(1));
@@ -169,16 +229,30 @@ impl Dialer {
         let now = self.now_ms();
         let plan = {
             let cd = self.cooldown.borrow();
-            egress::plan(pool, egressd_policy::meta::canonical_ip(dst.ip()), key, |a| cd.is_down(a, now))
+            egress::plan(
+                pool,
+                egressd_policy::meta::canonical_ip(dst.ip()),
+                key,
+                |a| cd.is_down(a, now),
+            )
         };
         let mut why = if plan.attempts.is_empty() {
-            format!("pool \"{}\" has no usable {} address", pool.name, if dst.is_ipv4() { "IPv4" } else { "IPv6" })
+            format!(
+                "pool \"{}\" has no usable {} address",
+                pool.name,
+                if dst.is_ipv4() { "IPv4" } else { "IPv6" }
+            )
         } else {
             String::new()
         };
         for addr in plan.attempts {
-            let spec = SourceSpec { addr: Some(addr), ipv6: addr.is_ipv6(), interface: pool.interface.clone(), mark: pool.mark };
-            match self.from_source(&spec, dst, timeout).await {
+            let spec = SourceSpec {
+                addr: Some(addr),
+                ipv6: addr.is_ipv6(),
+                interface: pool.interface.clone(),
+                mark: pool.mark,
+            };
+            match self.dial_from(&spec, dst, timeout).await {
                 Ok(s) => return Ok((s, None)),
                 Err(e) if is_local_error(&e) => {
                     tracing::warn!(pool = %pool.name, %addr, error = %e, "egress address failed; cooling down and trying the next");
@@ -191,7 +265,10 @@ impl Dialer {
         match plan.fallback {
             Fallback::Deny => Err(DialError::NoEgress(why)),
             Fallback::Default => {
-                let s = self.from_source(default_spec, dst, timeout).await.map_err(DialError::Connect)?;
+                let s = self
+                    .dial_from(default_spec, dst, timeout)
+                    .await
+                    .map_err(DialError::Connect)?;
                 Ok((s, Some(why)))
             }
         }

@@ -28,8 +28,16 @@ pub struct SourceSpec {
 /// Creates and binds a socket for `spec`. Bind errors are the caller's signal that the
 /// address is unusable here (a local reason: fail over).
 pub fn prepare(spec: &SourceSpec) -> io::Result<Socket> {
-    let domain = if spec.ipv6 { Domain::IPV6 } else { Domain::IPV4 };
-    let socket = Socket::new(domain, Type::STREAM.nonblocking().cloexec(), Some(Protocol::TCP))?;
+    let domain = if spec.ipv6 {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
+    let socket = Socket::new(
+        domain,
+        Type::STREAM.nonblocking().cloexec(),
+        Some(Protocol::TCP),
+    )?;
     socket.set_nodelay(true)?;
     if let Some(dev) = &spec.interface {
         socket.bind_device(Some(dev.as_bytes()))?;
@@ -97,12 +105,8 @@ impl SocketPools {
         failed
     }
 
-    /// Drops pools whose sources the current policy no longer uses.
-    pub fn retain(&mut self, keep: impl Fn(&SourceSpec) -> bool) {
-        self.pools.retain(|spec, _| keep(spec));
-    }
-
-    pub fn ready(&self) -> usize {
+    #[cfg(test)]
+    fn ready(&self) -> usize {
         self.pools.values().map(Vec::len).sum()
     }
 
@@ -116,7 +120,15 @@ impl SocketPools {
 pub fn is_local_error(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
-        Some(libc::EADDRNOTAVAIL | libc::EADDRINUSE | libc::ENETUNREACH | libc::ENODEV | libc::EINVAL | libc::EPERM | libc::EACCES)
+        Some(
+            libc::EADDRNOTAVAIL
+                | libc::EADDRINUSE
+                | libc::ENETUNREACH
+                | libc::ENODEV
+                | libc::EINVAL
+                | libc::EPERM
+                | libc::EACCES
+        )
     )
 }
 
@@ -126,7 +138,12 @@ mod tests {
 
     fn spec(addr: &str) -> SourceSpec {
         let addr: IpAddr = addr.parse().unwrap();
-        SourceSpec { addr: Some(addr), ipv6: addr.is_ipv6(), interface: None, mark: None }
+        SourceSpec {
+            addr: Some(addr),
+            ipv6: addr.is_ipv6(),
+            interface: None,
+            mark: None,
+        }
     }
 
     #[test]

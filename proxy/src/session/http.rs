@@ -23,7 +23,8 @@ use crate::state::Generation;
 use crate::wire::http::{self as wire, Body, ChunkedScanner, RequestTarget};
 use crate::wire::socks5::Parsed;
 
-const UNSPECIFIED: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+const UNSPECIFIED: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
 
 async fn send_error(client: &mut TcpStream, status: u16, extra: &[(&str, &str)]) {
     let mut out = Vec::with_capacity(256);
@@ -51,7 +52,12 @@ struct Pending<'a> {
 
 impl Pending<'_> {
     /// Up to `max` bytes: buffered ones first, else one read.
-    async fn next(&mut self, stream: &mut TcpStream, max: usize, scratch: &mut [u8]) -> io::Result<Vec<u8>> {
+    async fn next(
+        &mut self,
+        stream: &mut TcpStream,
+        max: usize,
+        scratch: &mut [u8],
+    ) -> io::Result<Vec<u8>> {
         if !self.buf.is_empty() {
             let n = self.buf.len().min(max);
             return Ok(self.buf.drain(..n).collect());
@@ -64,7 +70,12 @@ impl Pending<'_> {
 
 /// Copies a message body framed as `body` from `from` to `to`. Returns bytes copied and
 /// whether the body ended with the connection (UntilClose).
-async fn copy_body(body: Body, from: &mut TcpStream, pending: &mut Vec<u8>, to: &mut TcpStream) -> io::Result<u64> {
+async fn copy_body(
+    body: Body,
+    from: &mut TcpStream,
+    pending: &mut Vec<u8>,
+    to: &mut TcpStream,
+) -> io::Result<u64> {
     let mut scratch = vec![0u8; 16 * 1024];
     let mut pending = Pending { buf: pending };
     let mut copied = 0u64;
@@ -72,7 +83,13 @@ async fn copy_body(body: Body, from: &mut TcpStream, pending: &mut Vec<u8>, to: 
         Body::None => {}
         Body::Length(mut left) => {
             while left > 0 {
-                let chunk = pending.next(from, usize::try_from(left).unwrap_or(usize::MAX), &mut scratch).await?;
+                let chunk = pending
+                    .next(
+                        from,
+                        usize::try_from(left).unwrap_or(usize::MAX),
+                        &mut scratch,
+                    )
+                    .await?;
                 if chunk.is_empty() {
                     return Err(io::ErrorKind::UnexpectedEof.into());
                 }
@@ -88,7 +105,10 @@ async fn copy_body(body: Body, from: &mut TcpStream, pending: &mut Vec<u8>, to: 
                 if chunk.is_empty() {
                     return Err(io::ErrorKind::UnexpectedEof.into());
                 }
-                match scanner.feed(&chunk).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))? {
+                match scanner
+                    .feed(&chunk)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?
+                {
                     Some(end) => {
                         to.write_all(&chunk[..end]).await?;
                         copied += end as u64;
@@ -124,7 +144,14 @@ struct Upstream {
     buf: Vec<u8>,
 }
 
-pub async fn serve(shard: &Rc<Shard>, generation: &Arc<Generation>, listener: &ListenerSpec, mut client: TcpStream, mut buf: Vec<u8>, rec: &mut ConnRecord) -> &'static str {
+pub async fn serve(
+    shard: &Rc<Shard>,
+    generation: &Arc<Generation>,
+    listener: &ListenerSpec,
+    mut client: TcpStream,
+    mut buf: Vec<u8>,
+    rec: &mut ConnRecord,
+) -> &'static str {
     let settings = &generation.policy().settings;
     let idle: Duration = settings.idle_timeout;
     let mut upstream: Option<Upstream> = None;
@@ -140,22 +167,41 @@ pub async fn serve(shard: &Rc<Shard>, generation: &Arc<Generation>, listener: &L
                 Parsed::Invalid(e) => {
                     rec.error = Some(e.to_string());
                     send_error(&mut client, e.status, &[]).await;
-                    return if e.status == 431 { "head_too_large" } else { "bad_request" };
+                    return if e.status == 431 {
+                        "head_too_large"
+                    } else {
+                        "bad_request"
+                    };
                 }
-                Parsed::NeedMore => match read_more(&mut client, &mut buf, wire::MAX_HEAD + 1).await {
-                    Ok(0) => return if served > 0 { "ok" } else { "closed_before_request" },
-                    Ok(_) => {}
-                    Err(e) => {
-                        if served > 0 {
-                            return if e.kind() == io::ErrorKind::TimedOut { "ok" } else { "client_error" };
+                Parsed::NeedMore => {
+                    match read_more(&mut client, &mut buf, wire::MAX_HEAD + 1).await {
+                        Ok(0) => {
+                            return if served > 0 {
+                                "ok"
+                            } else {
+                                "closed_before_request"
+                            };
                         }
-                        return io_outcome(&e);
+                        Ok(_) => {}
+                        Err(e) => {
+                            if served > 0 {
+                                return if e.kind() == io::ErrorKind::TimedOut {
+                                    "ok"
+                                } else {
+                                    "client_error"
+                                };
+                            }
+                            return io_outcome(&e);
+                        }
                     }
-                },
+                }
             }
         };
         // Authentication, per request (a verified password is cached per shard).
-        let auth = generation.policy().listener(&listener.name).map_or(listener.auth, |l| l.auth);
+        let auth = generation
+            .policy()
+            .listener(&listener.name)
+            .map_or(listener.auth, |l| l.auth);
         let mut user = String::new();
         let challenge = [("Proxy-Authenticate", "Basic realm=\"egressd\"")];
         match (auth, head.proxy_basic_credentials()) {
@@ -166,11 +212,19 @@ pub async fn serve(shard: &Rc<Shard>, generation: &Arc<Generation>, listener: &L
             }
             (_, Some(creds)) => {
                 rec.user = creds.username.clone();
-                match shard.auth.check(generation, &creds.username, &creds.password).await {
+                match shard
+                    .auth
+                    .check(generation, &creds.username, &creds.password)
+                    .await
+                {
                     AuthOutcome::Accepted => user = creds.username,
                     outcome => {
                         send_error(&mut client, 407, &challenge).await;
-                        return if outcome == AuthOutcome::Busy { "auth_busy" } else { "auth_failed" };
+                        return if outcome == AuthOutcome::Busy {
+                            "auth_busy"
+                        } else {
+                            "auth_failed"
+                        };
                     }
                 }
             }
@@ -183,15 +237,27 @@ pub async fn serve(shard: &Rc<Shard>, generation: &Arc<Generation>, listener: &L
         };
         let (host, port, path) = match &head.target {
             RequestTarget::Authority { host, port } => (host.clone(), *port, None),
-            RequestTarget::Absolute { host, port, path_and_query } => (host.clone(), *port, Some(path_and_query.clone())),
+            RequestTarget::Absolute {
+                host,
+                port,
+                path_and_query,
+            } => (host.clone(), *port, Some(path_and_query.clone())),
             RequestTarget::Origin(_) => {
                 send_error(&mut client, 400, &[]).await;
                 return "not_a_proxy_request";
             }
         };
         let target = match host.parse::<std::net::IpAddr>() {
-            Ok(ip) => Target { host: String::new(), ip: Some(ip), port },
-            Err(_) => Target { host: host.clone(), ip: None, port },
+            Ok(ip) => Target {
+                host: String::new(),
+                ip: Some(ip),
+                port,
+            },
+            Err(_) => Target {
+                host: host.clone(),
+                ip: None,
+                port,
+            },
         };
         rec.host = target.display();
 
@@ -232,7 +298,10 @@ pub async fn serve(shard: &Rc<Shard>, generation: &Arc<Generation>, listener: &L
             }
         };
         // A different target means a new decision and a new upstream.
-        if upstream.as_ref().is_some_and(|u| u.host != host || u.port != port) {
+        if upstream
+            .as_ref()
+            .is_some_and(|u| u.host != host || u.port != port)
+        {
             upstream = None;
         }
         if upstream.is_none() {
@@ -241,7 +310,12 @@ pub async fn serve(shard: &Rc<Shard>, generation: &Arc<Generation>, listener: &L
                     record_opened(rec, shard, &opened);
                     let stream = opened.dialed.stream;
                     let _ = stream.set_read_timeout(Some(idle));
-                    upstream = Some(Upstream { host: host.clone(), port, stream, buf: Vec::new() });
+                    upstream = Some(Upstream {
+                        host: host.clone(),
+                        port,
+                        stream,
+                        buf: Vec::new(),
+                    });
                 }
                 Err(e) => {
                     let outcome = record_open_error(rec, shard, &e);
@@ -250,7 +324,9 @@ pub async fn serve(shard: &Rc<Shard>, generation: &Arc<Generation>, listener: &L
                 }
             }
         }
-        let Some(up) = upstream.as_mut() else { return "internal_error" };
+        let Some(up) = upstream.as_mut() else {
+            return "internal_error";
+        };
         let mut out = Vec::with_capacity(1024);
         wire::encode_forward_head(&head, &mut out);
         if up.stream.write_all(&out).await.is_err() {
@@ -274,18 +350,24 @@ pub async fn serve(shard: &Rc<Shard>, generation: &Arc<Generation>, listener: &L
                         send_error(&mut client, 502, &[]).await;
                         return "upstream_error";
                     }
-                    Parsed::NeedMore => match read_more(&mut up.stream, &mut up.buf, wire::MAX_HEAD + 1).await {
-                        Ok(n) if n > 0 => {}
-                        Ok(_) => {
-                            send_error(&mut client, 502, &[]).await;
-                            return "upstream_closed";
+                    Parsed::NeedMore => {
+                        match read_more(&mut up.stream, &mut up.buf, wire::MAX_HEAD + 1).await {
+                            Ok(n) if n > 0 => {}
+                            Ok(_) => {
+                                send_error(&mut client, 502, &[]).await;
+                                return "upstream_closed";
+                            }
+                            Err(e) => {
+                                let status = if e.kind() == io::ErrorKind::TimedOut {
+                                    504
+                                } else {
+                                    502
+                                };
+                                send_error(&mut client, status, &[]).await;
+                                return "upstream_error";
+                            }
                         }
-                        Err(e) => {
-                            let status = if e.kind() == io::ErrorKind::TimedOut { 504 } else { 502 };
-                            send_error(&mut client, status, &[]).await;
-                            return "upstream_error";
-                        }
-                    },
+                    }
                 }
             };
             if (100..200).contains(&response.status) && response.status != 101 {

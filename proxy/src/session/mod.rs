@@ -23,11 +23,18 @@ use open::{OpenError, Opened};
 pub const MAX_HANDSHAKE: usize = 64 * 1024;
 
 /// Reads more bytes into `buf` (at most `limit` in total). Ok(0) means the peer closed.
-pub async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>, limit: usize) -> io::Result<usize> {
+pub async fn read_more(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    limit: usize,
+) -> io::Result<usize> {
     let have = buf.len();
     let want = (limit.saturating_sub(have)).min(4096);
     if want == 0 {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "message too large"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "message too large",
+        ));
     }
     buf.resize(have + want, 0);
     let r = stream.read(&mut buf[have..]).await;
@@ -37,7 +44,11 @@ pub async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>, limit: usize) 
 
 /// The access-log outcome for an I/O error during a handshake.
 pub fn io_outcome(e: &io::Error) -> &'static str {
-    if e.kind() == io::ErrorKind::TimedOut { "handshake_timeout" } else { "client_error" }
+    if e.kind() == io::ErrorKind::TimedOut {
+        "handshake_timeout"
+    } else {
+        "client_error"
+    }
 }
 
 fn action_name(a: Action) -> &'static str {
@@ -59,8 +70,15 @@ pub fn record_opened(rec: &mut ConnRecord, shard: &Shard, opened: &Opened) {
     rec.fallback = opened.dialed.fallback.clone();
 }
 
-fn record_decision(rec: &mut ConnRecord, generation: &crate::state::Generation, d: &egressd_policy::Decision) {
-    rec.rule = d.rule.and_then(|r| generation.policy().rule(r)).map(|r| r.name.clone());
+fn record_decision(
+    rec: &mut ConnRecord,
+    generation: &crate::state::Generation,
+    d: &egressd_policy::Decision,
+) {
+    rec.rule = d
+        .rule
+        .and_then(|r| generation.policy().rule(r))
+        .map(|r| r.name.clone());
     rec.action = Some(action_name(d.action));
 }
 
@@ -70,7 +88,11 @@ pub fn record_open_error(rec: &mut ConnRecord, shard: &Shard, e: &OpenError) -> 
     match e {
         OpenError::Resolve(_) => "resolve_failed",
         OpenError::NoAddress => "no_address",
-        OpenError::Dial { dst, decision, error } => {
+        OpenError::Dial {
+            dst,
+            decision,
+            error,
+        } => {
             record_decision(rec, &shard.current(), decision);
             rec.dialled = Some(*dst);
             match error {

@@ -58,7 +58,11 @@ pub struct Opened {
 #[derive(Debug)]
 pub enum OpenError {
     Resolve(DnsError),
-    Dial { dst: SocketAddr, decision: Decision, error: DialError },
+    Dial {
+        dst: SocketAddr,
+        decision: Decision,
+        error: DialError,
+    },
     /// No resolved address is allowed by the matching rules' address families.
     NoAddress,
 }
@@ -95,13 +99,27 @@ pub fn decide(generation: &Generation, conn: &ConnInfo, host: &str, dst: SocketA
 }
 
 /// Resolves, decides and dials.
-pub async fn open(shard: &Rc<Shard>, generation: &Arc<Generation>, conn: &ConnInfo, target: &Target) -> Result<Opened, OpenError> {
+pub async fn open(
+    shard: &Rc<Shard>,
+    generation: &Arc<Generation>,
+    conn: &ConnInfo,
+    target: &Target,
+) -> Result<Opened, OpenError> {
     let addrs: Vec<IpAddr> = match target.ip {
         Some(ip) => vec![ip],
         None => {
-            let found = shard.resolver.lookup(&target.host).await.map_err(OpenError::Resolve)?;
+            let found = shard
+                .resolver
+                .lookup(&target.host)
+                .await
+                .map_err(OpenError::Resolve)?;
             // Interleave by the preferred family below; start from v6-first order.
-            found.v6.into_iter().map(IpAddr::V6).chain(found.v4.into_iter().map(IpAddr::V4)).collect()
+            found
+                .v6
+                .into_iter()
+                .map(IpAddr::V6)
+                .chain(found.v4.into_iter().map(IpAddr::V4))
+                .collect()
         }
     };
     let mut candidates: Vec<(SocketAddr, Decision)> = addrs
@@ -118,7 +136,11 @@ pub async fn open(shard: &Rc<Shard>, generation: &Arc<Generation>, conn: &ConnIn
     if candidates.len() > 1 {
         order(&mut candidates, generation);
     }
-    let ctx = DialCtx { user: conn.user.clone(), client: conn.client, ingress: conn.local };
+    let ctx = DialCtx {
+        user: conn.user.clone(),
+        client: conn.client,
+        ingress: conn.local,
+    };
     if candidates.len() == 1 {
         let (dst, decision) = candidates[0];
         return dial_one(shard.clone(), generation.clone(), decision, dst, ctx).await;
@@ -131,8 +153,13 @@ pub async fn open(shard: &Rc<Shard>, generation: &Arc<Generation>, conn: &ConnIn
 fn order(candidates: &mut Vec<(SocketAddr, Decision)>, generation: &Generation) {
     let first = candidates[0].1;
     let pool = first.pool.and_then(|p| generation.policy().pool(p));
-    let fams = attempt_order(first.family, pool.filter(|_| first.action == Action::Egress));
-    let (mut a, mut b): (Vec<_>, Vec<_>) = candidates.drain(..).partition(|(dst, _)| IpFamily::of(dst.ip()) == fams[0]);
+    let fams = attempt_order(
+        first.family,
+        pool.filter(|_| first.action == Action::Egress),
+    );
+    let (mut a, mut b): (Vec<_>, Vec<_>) = candidates
+        .drain(..)
+        .partition(|(dst, _)| IpFamily::of(dst.ip()) == fams[0]);
     let mut out = Vec::with_capacity(a.len() + b.len());
     let (mut ai, mut bi) = (a.drain(..), b.drain(..));
     loop {
@@ -144,16 +171,35 @@ fn order(candidates: &mut Vec<(SocketAddr, Decision)>, generation: &Generation) 
     *candidates = out;
 }
 
-async fn dial_one(shard: Rc<Shard>, generation: Arc<Generation>, decision: Decision, dst: SocketAddr, ctx: DialCtx) -> Result<Opened, OpenError> {
+async fn dial_one(
+    shard: Rc<Shard>,
+    generation: Arc<Generation>,
+    decision: Decision,
+    dst: SocketAddr,
+    ctx: DialCtx,
+) -> Result<Opened, OpenError> {
     match shard.dialer.dial(&generation, &decision, dst, &ctx).await {
-        Ok(dialed) => Ok(Opened { dialed, dst, decision }),
-        Err(error) => Err(OpenError::Dial { dst, decision, error }),
+        Ok(dialed) => Ok(Opened {
+            dialed,
+            dst,
+            decision,
+        }),
+        Err(error) => Err(OpenError::Dial {
+            dst,
+            decision,
+            error,
+        }),
     }
 }
 
 /// Starts the attempts one `ATTEMPT_DELAY` apart (or at once when the previous one failed);
 /// the first success wins and the others are cancelled.
-async fn race(shard: &Rc<Shard>, generation: &Arc<Generation>, candidates: Vec<(SocketAddr, Decision)>, ctx: DialCtx) -> Result<Opened, OpenError> {
+async fn race(
+    shard: &Rc<Shard>,
+    generation: &Arc<Generation>,
+    candidates: Vec<(SocketAddr, Decision)>,
+    ctx: DialCtx,
+) -> Result<Opened, OpenError> {
     let (tx, rx) = local_channel::new_unbounded();
     let tx = Rc::new(tx);
     let mut pending = candidates.into_iter();
@@ -193,7 +239,14 @@ async fn race(shard: &Rc<Shard>, generation: &Arc<Generation>, candidates: Vec<(
     }
 }
 
-fn start(shard: &Rc<Shard>, generation: &Arc<Generation>, tx: &Rc<local_channel::LocalSender<Result<Opened, OpenError>>>, dst: SocketAddr, decision: Decision, ctx: &DialCtx) -> glommio::Task<()> {
+fn start(
+    shard: &Rc<Shard>,
+    generation: &Arc<Generation>,
+    tx: &Rc<local_channel::LocalSender<Result<Opened, OpenError>>>,
+    dst: SocketAddr,
+    decision: Decision,
+    ctx: &DialCtx,
+) -> glommio::Task<()> {
     let (shard, generation, tx, ctx) = (shard.clone(), generation.clone(), tx.clone(), ctx.clone());
     glommio::spawn_local(async move {
         let r = dial_one(shard, generation, decision, dst, ctx).await;

@@ -23,10 +23,15 @@ use crate::wire::socks5::{self as wire, Command, Parsed, Reply};
 /// Largest SOCKS5 handshake message (a domain request is at most 262 bytes).
 const MAX_MESSAGE: usize = 1024;
 
-const UNSPECIFIED: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+const UNSPECIFIED: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
 
 /// Reads until `parse` has a whole message; `Err(outcome)` ends the session.
-async fn next<T>(stream: &mut TcpStream, buf: &mut Vec<u8>, parse: impl Fn(&[u8]) -> Parsed<T, wire::Socks5Error>) -> Result<T, Result<wire::Socks5Error, &'static str>> {
+async fn next<T>(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    parse: impl Fn(&[u8]) -> Parsed<T, wire::Socks5Error>,
+) -> Result<T, Result<wire::Socks5Error, &'static str>> {
     loop {
         match parse(buf) {
             Parsed::Done { value, consumed } => {
@@ -50,7 +55,11 @@ async fn reply(stream: &mut TcpStream, code: Reply, bound: SocketAddr) {
 }
 
 /// Answers a malformed message: its reply code if it has one, then close.
-async fn refuse(stream: &mut TcpStream, e: wire::Socks5Error, rec: &mut ConnRecord) -> &'static str {
+async fn refuse(
+    stream: &mut TcpStream,
+    e: wire::Socks5Error,
+    rec: &mut ConnRecord,
+) -> &'static str {
     rec.error = Some(e.message.to_string());
     if let Some(code) = e.reply {
         reply(stream, code, UNSPECIFIED).await;
@@ -61,20 +70,36 @@ async fn refuse(stream: &mut TcpStream, e: wire::Socks5Error, rec: &mut ConnReco
     "bad_request"
 }
 
-pub async fn serve(shard: &Rc<Shard>, generation: &Arc<Generation>, listener: &ListenerSpec, mut stream: TcpStream, mut buf: Vec<u8>, rec: &mut ConnRecord) -> &'static str {
+pub async fn serve(
+    shard: &Rc<Shard>,
+    generation: &Arc<Generation>,
+    listener: &ListenerSpec,
+    mut stream: TcpStream,
+    mut buf: Vec<u8>,
+    rec: &mut ConnRecord,
+) -> &'static str {
     let greeting = match next(&mut stream, &mut buf, wire::parse_greeting).await {
         Ok(g) => g,
         Err(Ok(e)) => return refuse(&mut stream, e, rec).await,
         Err(Err(outcome)) => return outcome,
     };
-    let auth = generation.policy().listener(&listener.name).map_or(listener.auth, |l| l.auth);
+    let auth = generation
+        .policy()
+        .listener(&listener.name)
+        .map_or(listener.auth, |l| l.auth);
     let method = match auth {
         Auth::None if greeting.offers(wire::METHOD_NO_AUTH) => wire::METHOD_NO_AUTH,
-        Auth::Required | Auth::Optional if greeting.offers(wire::METHOD_USERPASS) => wire::METHOD_USERPASS,
+        Auth::Required | Auth::Optional if greeting.offers(wire::METHOD_USERPASS) => {
+            wire::METHOD_USERPASS
+        }
         Auth::Optional if greeting.offers(wire::METHOD_NO_AUTH) => wire::METHOD_NO_AUTH,
         _ => wire::METHOD_NO_ACCEPTABLE,
     };
-    if stream.write_all(&wire::encode_method(method)).await.is_err() {
+    if stream
+        .write_all(&wire::encode_method(method))
+        .await
+        .is_err()
+    {
         return "client_error";
     }
     if method == wire::METHOD_NO_ACCEPTABLE {
@@ -88,11 +113,18 @@ pub async fn serve(shard: &Rc<Shard>, generation: &Arc<Generation>, listener: &L
             Err(Err(outcome)) => return outcome,
         };
         rec.user = creds.username.clone();
-        let outcome = shard.auth.check(generation, &creds.username, &creds.password).await;
+        let outcome = shard
+            .auth
+            .check(generation, &creds.username, &creds.password)
+            .await;
         let ok = outcome == AuthOutcome::Accepted;
         let _ = stream.write_all(&wire::encode_userpass_status(ok)).await;
         if !ok {
-            return if outcome == AuthOutcome::Busy { "auth_busy" } else { "auth_failed" };
+            return if outcome == AuthOutcome::Busy {
+                "auth_busy"
+            } else {
+                "auth_failed"
+            };
         }
         user = creds.username;
     }
@@ -102,8 +134,16 @@ pub async fn serve(shard: &Rc<Shard>, generation: &Arc<Generation>, listener: &L
         Err(Err(outcome)) => return outcome,
     };
     let target = match request.target {
-        wire::Target::Ip(a) => Target { host: String::new(), ip: Some(a.ip()), port: a.port() },
-        wire::Target::Domain { host, port } => Target { host, ip: None, port },
+        wire::Target::Ip(a) => Target {
+            host: String::new(),
+            ip: Some(a.ip()),
+            port: a.port(),
+        },
+        wire::Target::Domain { host, port } => Target {
+            host,
+            ip: None,
+            port,
+        },
     };
     rec.host = target.display();
     if request.command != Command::Connect {

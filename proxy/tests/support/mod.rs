@@ -58,6 +58,7 @@ fn serve_http(conn: TcpStream, peer: SocketAddr) {
         }
         let mut content_length = 0usize;
         let mut close = false;
+        let mut names = Vec::new();
         loop {
             let mut line = String::new();
             if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -73,20 +74,37 @@ fn serve_http(conn: TcpStream, peer: SocketAddr) {
             if line == "\r\n" || line == "\n" {
                 break;
             }
+            names.push(line.split(':').next().unwrap_or("").to_string());
         }
         let mut body = vec![0; content_length];
         if reader.read_exact(&mut body).is_err() {
             return;
         }
-        let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_string();
-        let answer = if path.starts_with("/port") { peer.to_string() } else if path.starts_with("/echo") { String::from_utf8_lossy(&body).into_owned() } else { peer.ip().to_string() };
+        let path = request_line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("/")
+            .to_string();
+        let answer = if path.starts_with("/port") {
+            peer.to_string()
+        } else if path.starts_with("/echo") {
+            String::from_utf8_lossy(&body).into_owned()
+        } else {
+            peer.ip().to_string()
+        };
         let head = format!(
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: text/plain\r\nX-Request-Line: {}\r\n{}\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: text/plain\r\nX-Request-Line: {}\r\nX-Request-Headers: {}\r\n{}\r\n",
             answer.len(),
             request_line.trim(),
+            names.join(","),
             if close { "Connection: close\r\n" } else { "" }
         );
-        if out.write_all(head.as_bytes()).and_then(|()| out.write_all(answer.as_bytes())).is_err() || close {
+        if out
+            .write_all(head.as_bytes())
+            .and_then(|()| out.write_all(answer.as_bytes()))
+            .is_err()
+            || close
+        {
             return;
         }
     }
@@ -144,7 +162,11 @@ pub struct Proxy {
 pub fn tempdir(tag: &str) -> PathBuf {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!("egressd-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+    let dir = std::env::temp_dir().join(format!(
+        "egressd-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -161,7 +183,13 @@ impl Proxy {
         let path = dir.join("egressd.toml");
         std::fs::write(&path, config).unwrap();
         let bin = env!("CARGO_BIN_EXE_egressd");
-        let mut cmd = if prefix.is_empty() { Command::new(bin) } else { let mut c = Command::new(prefix[0]); c.args(&prefix[1..]).arg(bin); c };
+        let mut cmd = if prefix.is_empty() {
+            Command::new(bin)
+        } else {
+            let mut c = Command::new(prefix[0]);
+            c.args(&prefix[1..]).arg(bin);
+            c
+        };
         let mut child = cmd
             .args(["run", "-c"])
             .arg(&path)
@@ -188,13 +216,23 @@ impl Proxy {
                 }
             }
         });
-        let mut proxy = Proxy { child, addr: "0.0.0.0:0".parse().unwrap(), listeners: Vec::new(), config: path, dir, lines: rx, log };
+        let mut proxy = Proxy {
+            child,
+            addr: "0.0.0.0:0".parse().unwrap(),
+            listeners: Vec::new(),
+            config: path,
+            dir,
+            lines: rx,
+            log,
+        };
         let expected = config.matches("[[listener]]").count().max(1);
         while proxy.listeners.len() < expected {
             let line = proxy.next_line("listening");
             let v: serde_json::Value = serde_json::from_str(&line).unwrap();
             let addr: SocketAddr = v["addr"].as_str().unwrap().parse().unwrap();
-            proxy.listeners.push((v["listener"].as_str().unwrap().to_string(), addr));
+            proxy
+                .listeners
+                .push((v["listener"].as_str().unwrap().to_string(), addr));
         }
         proxy.addr = proxy.listeners[0].1;
         proxy
@@ -232,7 +270,12 @@ impl Proxy {
 
     /// Access-log records seen so far.
     pub fn access_log(&self) -> Vec<serde_json::Value> {
-        self.log.lock().unwrap().iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     /// Waits until the access log has a record matching `pred` (egressd flushes its log every
@@ -243,7 +286,11 @@ impl Proxy {
             if let Some(r) = self.access_log().into_iter().find(|r| pred(r)) {
                 return r;
             }
-            assert!(std::time::Instant::now() < deadline, "no matching access-log record in {:?}", self.log.lock().unwrap());
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no matching access-log record in {:?}",
+                self.log.lock().unwrap()
+            );
             thread::yield_now();
         }
     }
@@ -263,7 +310,12 @@ impl Drop for Proxy {
 }
 
 pub fn signal(pid: u32, name: &str) {
-    let ok = Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status().unwrap().success();
+    let ok = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap()
+        .success();
     assert!(ok, "kill -{name} {pid}");
 }
 
@@ -271,12 +323,19 @@ pub fn signal(pid: u32, name: &str) {
 pub fn hash(password: &str) -> String {
     use argon2::password_hash::{PasswordHasher, SaltString};
     let salt = SaltString::encode_b64(b"egressd-test-salt").unwrap();
-    argon2::Argon2::default().hash_password(password.as_bytes(), &salt).unwrap().to_string()
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .unwrap()
+        .to_string()
 }
 
 /// Runs curl; returns (exit code, stdout, stderr).
 pub fn curl(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new("curl").args(["-sS", "--max-time", "20"]).args(args).output().expect("curl");
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "20"])
+        .args(args)
+        .output()
+        .expect("curl");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

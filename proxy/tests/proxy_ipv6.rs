@@ -1,0 +1,159 @@
+//! An IPv6 prefix pool, inside a network namespace this test creates (needs root and
+//! iproute2): the host routes 2001:db8:10::/64 locally, egressd binds addresses inside it with
+//! IPV6_FREEBIND, and an upstream on ::1 sees an address from the prefix, the same one for the
+//! same user and different ones for different users.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::Ipv6Addr;
+use std::process::{Child, Command, Stdio};
+
+use support::{Proxy, hash};
+
+struct Netns(String);
+
+impl Netns {
+    fn create() -> Netns {
+        let name = format!("egressd-t{}", std::process::id());
+        let ip = |args: &[&str]| {
+            let out = Command::new("ip").args(args).output().expect("iproute2");
+            assert!(
+                out.status.success(),
+                "ip {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        ip(&["netns", "add", &name]);
+        let ns = Netns(name.clone());
+        ip(&["-n", &name, "link", "set", "lo", "up"]);
+        ip(&[
+            "-n",
+            &name,
+            "-6",
+            "route",
+            "add",
+            "local",
+            "2001:db8:10::/64",
+            "dev",
+            "lo",
+        ]);
+        ns
+    }
+
+    fn exec(&self) -> Vec<String> {
+        vec!["ip".into(), "netns".into(), "exec".into(), self.0.clone()]
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// An HTTP server on [::1]:0 inside the namespace answering with the peer address.
+fn upstream(ns: &Netns) -> (Child, u16) {
+    let script = r#"
+import socket
+s = socket.socket(socket.AF_INET6)
+s.bind(("::1", 0))
+s.listen(64)
+print(s.getsockname()[1], flush=True)
+while True:
+    c, a = s.accept()
+    c.recv(65536)
+    body = a[0].encode()
+    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+    c.close()
+"#;
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &ns.0, "python3", "-c", script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, line.trim().parse().unwrap())
+}
+
+fn curl_in(ns: &Netns, args: &[&str]) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns.0, "curl", "-sS", "--max-time", "20"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn ipv6_prefix_pool_in_a_namespace() {
+    if !Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"))
+    {
+        eprintln!("skipped: needs root to create a network namespace");
+        return;
+    }
+    let ns = Netns::create();
+    let (mut server, port) = upstream(&ns);
+    let config = format!(
+        r#"
+[proxy]
+deny_destinations = []
+
+[[listener]]
+name = "ns"
+bind = "127.0.0.1:0"
+auth = "optional"
+
+[[user]]
+name = "alice"
+password = "{a}"
+
+[[user]]
+name = "bob"
+password = "{b}"
+
+[[pool]]
+name = "pt6"
+ipv6 = ["2001:db8:10::/64"]
+ipv6_select = "sticky"
+fallback = "deny"
+
+[[rule]]
+name = "everything via the prefix"
+action = "egress"
+pool = "pt6"
+"#,
+        a = hash("a"),
+        b = hash("b")
+    );
+    let prefix: Vec<String> = ns.exec();
+    let prefix: Vec<&str> = prefix.iter().map(String::as_str).collect();
+    let proxy = Proxy::start_with(&config, &prefix);
+    let socks = proxy.addr.to_string();
+    let url = format!("http://[::1]:{port}/");
+    let seen = |user: &str| -> Ipv6Addr {
+        let body = curl_in(&ns, &["--socks5", &socks, "-U", user, &url]);
+        body.parse()
+            .unwrap_or_else(|_| panic!("not an address: {body}"))
+    };
+    let alice = seen("alice:a");
+    let net: ipnet::Ipv6Net = "2001:db8:10::/64".parse().unwrap();
+    assert!(net.contains(&alice), "{alice}");
+    assert_eq!(seen("alice:a"), alice, "sticky per user");
+    let bob = seen("bob:b");
+    assert!(net.contains(&bob) && bob != alice, "{bob} vs {alice}");
+    let _ = server.kill();
+}
