@@ -184,7 +184,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, spec: Rc<ListenerS
         shard.active.set(shard.active.get() + 1);
         let guard = ActiveGuard(shard.clone());
         let (shard, spec) = (shard.clone(), spec.clone());
-        glommio::spawn_local(async move {
+        let fut = async move {
             let _guard = guard;
             let task = AssertUnwindSafe(session::handle(shard.clone(), stream, spec.clone()));
             if let Err(panic) = task.catch_unwind().await {
@@ -196,7 +196,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, spec: Rc<ListenerS
                     .unwrap_or_default();
                 tracing::error!(shard = shard.id, listener = %spec.name, panic = %what, "connection task panicked; the shard keeps serving");
             }
-        })
-        .detach();
+        };
+        glommio::spawn_local(fut).detach();
     }
 }

@@ -13,11 +13,10 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
 use super::open::{ConnInfo, OpenError, Target, open};
-use super::{io_outcome, read_more, record_open_error, record_opened};
+use super::{Next, io_outcome, read_more, record_open_error, record_opened};
 use crate::accesslog::ConnRecord;
 use crate::auth::AuthOutcome;
 use crate::egress::dial::DialError;
-use crate::relay::{RelayEnd, relay};
 use crate::shard::{ListenerSpec, Shard};
 use crate::state::Generation;
 use crate::wire::http::{self as wire, Body, ChunkedScanner, RequestTarget};
@@ -151,7 +150,7 @@ pub async fn serve(
     mut client: TcpStream,
     mut buf: Vec<u8>,
     rec: &mut ConnRecord,
-) -> &'static str {
+) -> Next {
     let settings = &generation.policy().settings;
     let idle: Duration = settings.idle_timeout;
     let mut upstream: Option<Upstream> = None;
@@ -167,31 +166,31 @@ pub async fn serve(
                 Parsed::Invalid(e) => {
                     rec.error = Some(e.to_string());
                     send_error(&mut client, e.status, &[]).await;
-                    return if e.status == 431 {
+                    return Next::Done(if e.status == 431 {
                         "head_too_large"
                     } else {
                         "bad_request"
-                    };
+                    });
                 }
                 Parsed::NeedMore => {
                     match read_more(&mut client, &mut buf, wire::MAX_HEAD + 1).await {
                         Ok(0) => {
-                            return if served > 0 {
+                            return Next::Done(if served > 0 {
                                 "ok"
                             } else {
                                 "closed_before_request"
-                            };
+                            });
                         }
                         Ok(_) => {}
                         Err(e) => {
                             if served > 0 {
-                                return if e.kind() == io::ErrorKind::TimedOut {
+                                return Next::Done(if e.kind() == io::ErrorKind::TimedOut {
                                     "ok"
                                 } else {
                                     "client_error"
-                                };
+                                });
                             }
-                            return io_outcome(&e);
+                            return Next::Done(io_outcome(&e));
                         }
                     }
                 }
@@ -208,7 +207,7 @@ pub async fn serve(
             (Auth::None, _) | (Auth::Optional, None) => {}
             (Auth::Required, None) => {
                 send_error(&mut client, 407, &challenge).await;
-                return "auth_required";
+                return Next::Done("auth_required");
             }
             (_, Some(creds)) => {
                 rec.user = creds.username.clone();
@@ -220,11 +219,11 @@ pub async fn serve(
                     AuthOutcome::Accepted => user = creds.username,
                     outcome => {
                         send_error(&mut client, 407, &challenge).await;
-                        return if outcome == AuthOutcome::Busy {
+                        return Next::Done(if outcome == AuthOutcome::Busy {
                             "auth_busy"
                         } else {
                             "auth_failed"
-                        };
+                        });
                     }
                 }
             }
@@ -244,7 +243,7 @@ pub async fn serve(
             } => (host.clone(), *port, Some(path_and_query.clone())),
             RequestTarget::Origin(_) => {
                 send_error(&mut client, 400, &[]).await;
-                return "not_a_proxy_request";
+                return Next::Done("not_a_proxy_request");
             }
         };
         let target = match host.parse::<std::net::IpAddr>() {
@@ -263,28 +262,25 @@ pub async fn serve(
 
         if path.is_none() {
             // CONNECT: open, answer 200, relay.
-            let opened = match open(shard, generation, &conn, &target).await {
+            let opened = match Box::pin(open(shard, generation, &conn, &target)).await {
                 Ok(o) => o,
                 Err(e) => {
                     let outcome = record_open_error(rec, shard, &e);
                     send_error(&mut client, status_for(&e), &[]).await;
-                    return outcome;
+                    return Next::Done(outcome);
                 }
             };
             record_opened(rec, shard, &opened);
             let mut out = Vec::with_capacity(64);
             wire::encode_connect_established(&mut out);
             if client.write_all(&out).await.is_err() {
-                return "client_error";
+                return Next::Done("client_error");
             }
             let _ = client.set_read_timeout(None);
-            let stats = relay(client, opened.dialed.stream, buf, idle, &shard.bufs).await;
-            rec.bytes_up += stats.up;
-            rec.bytes_down += stats.down;
-            return match stats.end {
-                RelayEnd::Closed => "ok",
-                RelayEnd::Idle => "idle_timeout",
-                RelayEnd::Error => "relay_error",
+            return Next::Tunnel {
+                client,
+                upstream: opened.dialed.stream,
+                pending: buf,
             };
         }
 
@@ -294,7 +290,7 @@ pub async fn serve(
             Err(e) => {
                 rec.error = Some(e.to_string());
                 send_error(&mut client, e.status, &[]).await;
-                return "bad_request";
+                return Next::Done("bad_request");
             }
         };
         // A different target means a new decision and a new upstream.
@@ -305,7 +301,7 @@ pub async fn serve(
             upstream = None;
         }
         if upstream.is_none() {
-            match open(shard, generation, &conn, &target).await {
+            match Box::pin(open(shard, generation, &conn, &target)).await {
                 Ok(opened) => {
                     record_opened(rec, shard, &opened);
                     let stream = opened.dialed.stream;
@@ -320,23 +316,23 @@ pub async fn serve(
                 Err(e) => {
                     let outcome = record_open_error(rec, shard, &e);
                     send_error(&mut client, status_for(&e), &[]).await;
-                    return outcome;
+                    return Next::Done(outcome);
                 }
             }
         }
         let Some(up) = upstream.as_mut() else {
-            return "internal_error";
+            return Next::Done("internal_error");
         };
         let mut out = Vec::with_capacity(1024);
         wire::encode_forward_head(&head, &mut out);
         if up.stream.write_all(&out).await.is_err() {
             send_error(&mut client, 502, &[]).await;
-            return "upstream_error";
+            return Next::Done("upstream_error");
         }
         let _ = client.set_read_timeout(Some(idle));
         match copy_body(body, &mut client, &mut buf, &mut up.stream).await {
             Ok(n) => rec.bytes_up += n + out.len() as u64,
-            Err(_) => return "client_error",
+            Err(_) => return Next::Done("client_error"),
         }
         // The response: interim 1xx heads are relayed, then the final one and its body.
         let (response, keep) = loop {
@@ -348,14 +344,14 @@ pub async fn serve(
                     }
                     Parsed::Invalid(_) => {
                         send_error(&mut client, 502, &[]).await;
-                        return "upstream_error";
+                        return Next::Done("upstream_error");
                     }
                     Parsed::NeedMore => {
                         match read_more(&mut up.stream, &mut up.buf, wire::MAX_HEAD + 1).await {
                             Ok(n) if n > 0 => {}
                             Ok(_) => {
                                 send_error(&mut client, 502, &[]).await;
-                                return "upstream_closed";
+                                return Next::Done("upstream_closed");
                             }
                             Err(e) => {
                                 let status = if e.kind() == io::ErrorKind::TimedOut {
@@ -364,7 +360,7 @@ pub async fn serve(
                                     502
                                 };
                                 send_error(&mut client, status, &[]).await;
-                                return "upstream_error";
+                                return Next::Done("upstream_error");
                             }
                         }
                     }
@@ -374,7 +370,7 @@ pub async fn serve(
                 let mut out = Vec::with_capacity(256);
                 wire::encode_response_head(&response, true, &mut out);
                 if client.write_all(&out).await.is_err() {
-                    return "client_error";
+                    return Next::Done("client_error");
                 }
                 continue;
             }
@@ -382,7 +378,7 @@ pub async fn serve(
                 Ok(b) => b,
                 Err(_) => {
                     send_error(&mut client, 502, &[]).await;
-                    return "upstream_error";
+                    return Next::Done("upstream_error");
                 }
             };
             let keep = head.wants_keep_alive() && response.keep_alive() && body != Body::UntilClose;
@@ -392,16 +388,16 @@ pub async fn serve(
         let mut out = Vec::with_capacity(512);
         wire::encode_response_head(&response, keep, &mut out);
         if client.write_all(&out).await.is_err() {
-            return "client_error";
+            return Next::Done("client_error");
         }
         rec.bytes_down += out.len() as u64;
         match copy_body(body, &mut up.stream, &mut up.buf, &mut client).await {
             Ok(n) => rec.bytes_down += n,
-            Err(_) => return "upstream_error",
+            Err(_) => return Next::Done("upstream_error"),
         }
         served += 1;
         if !keep {
-            return "ok";
+            return Next::Done("ok");
         }
         if !response.keep_alive() {
             upstream = None;

@@ -15,6 +15,7 @@ use glommio::net::TcpStream;
 
 use crate::accesslog::{ConnRecord, rfc3339};
 use crate::egress::dial::DialError;
+use crate::relay::{RelayEnd, relay};
 use crate::shard::{ListenerSpec, Shard};
 use open::{OpenError, Opened};
 
@@ -105,6 +106,22 @@ pub fn record_open_error(rec: &mut ConnRecord, shard: &Shard, e: &OpenError) -> 
     }
 }
 
+/// Where a session's handshake left the connection. Returned once per connection, so the
+/// size difference between the variants costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
+pub enum Next {
+    /// Finished (or failed) with this access-log outcome.
+    Done(&'static str),
+    /// Tunnel established: relay these streams. `pending` holds client bytes that arrived
+    /// with the handshake. The handshake's state is gone by now, so an idle tunnel costs only
+    /// the relay's.
+    Tunnel {
+        client: TcpStream,
+        upstream: TcpStream,
+        pending: Vec<u8>,
+    },
+}
+
 /// Serves one accepted connection to the end.
 pub async fn handle(shard: Rc<Shard>, mut stream: TcpStream, listener: Rc<ListenerSpec>) {
     let started = Instant::now();
@@ -124,14 +141,51 @@ pub async fn handle(shard: Rc<Shard>, mut stream: TcpStream, listener: Rc<Listen
         Err(e) => io_outcome(&e),
         Ok(_) => {
             let allows = |p| listener.protocols.contains(&p);
-            if buf[0] == crate::wire::socks5::VERSION && allows(ListenerProtocol::Socks5) {
+            // Handshakes are boxed and dropped before relaying, so they take no room in the
+            // task while a tunnel is idle.
+            let next = if buf[0] == crate::wire::socks5::VERSION && allows(ListenerProtocol::Socks5)
+            {
                 rec.protocol = "socks5";
-                socks5::serve(&shard, &generation, &listener, stream, buf, &mut rec).await
+                Box::pin(socks5::serve(
+                    &shard,
+                    &generation,
+                    &listener,
+                    stream,
+                    buf,
+                    &mut rec,
+                ))
+                .await
             } else if buf[0].is_ascii_alphabetic() && allows(ListenerProtocol::Http) {
                 rec.protocol = "http";
-                http::serve(&shard, &generation, &listener, stream, buf, &mut rec).await
+                Box::pin(http::serve(
+                    &shard,
+                    &generation,
+                    &listener,
+                    stream,
+                    buf,
+                    &mut rec,
+                ))
+                .await
             } else {
-                "unknown_protocol"
+                Next::Done("unknown_protocol")
+            };
+            match next {
+                Next::Done(outcome) => outcome,
+                Next::Tunnel {
+                    client,
+                    upstream,
+                    pending,
+                } => {
+                    let idle = generation.policy().settings.idle_timeout;
+                    let stats = relay(client, upstream, pending, idle, &shard.bufs).await;
+                    rec.bytes_up += stats.up;
+                    rec.bytes_down += stats.down;
+                    match stats.end {
+                        RelayEnd::Closed => "ok",
+                        RelayEnd::Idle => "idle_timeout",
+                        RelayEnd::Error => "relay_error",
+                    }
+                }
             }
         }
     };

@@ -11,11 +11,10 @@ use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
 
 use super::open::{ConnInfo, OpenError, Target, open};
-use super::{io_outcome, read_more, record_open_error, record_opened};
+use super::{Next, io_outcome, read_more, record_open_error, record_opened};
 use crate::accesslog::ConnRecord;
 use crate::auth::AuthOutcome;
 use crate::egress::dial::DialError;
-use crate::relay::{RelayEnd, relay};
 use crate::shard::{ListenerSpec, Shard};
 use crate::state::Generation;
 use crate::wire::socks5::{self as wire, Command, Parsed, Reply};
@@ -77,11 +76,11 @@ pub async fn serve(
     mut stream: TcpStream,
     mut buf: Vec<u8>,
     rec: &mut ConnRecord,
-) -> &'static str {
+) -> Next {
     let greeting = match next(&mut stream, &mut buf, wire::parse_greeting).await {
         Ok(g) => g,
-        Err(Ok(e)) => return refuse(&mut stream, e, rec).await,
-        Err(Err(outcome)) => return outcome,
+        Err(Ok(e)) => return Next::Done(refuse(&mut stream, e, rec).await),
+        Err(Err(outcome)) => return Next::Done(outcome),
     };
     let auth = generation
         .policy()
@@ -100,17 +99,17 @@ pub async fn serve(
         .await
         .is_err()
     {
-        return "client_error";
+        return Next::Done("client_error");
     }
     if method == wire::METHOD_NO_ACCEPTABLE {
-        return "auth_required";
+        return Next::Done("auth_required");
     }
     let mut user = String::new();
     if method == wire::METHOD_USERPASS {
         let creds = match next(&mut stream, &mut buf, wire::parse_userpass).await {
             Ok(c) => c,
-            Err(Ok(e)) => return refuse(&mut stream, e, rec).await,
-            Err(Err(outcome)) => return outcome,
+            Err(Ok(e)) => return Next::Done(refuse(&mut stream, e, rec).await),
+            Err(Err(outcome)) => return Next::Done(outcome),
         };
         rec.user = creds.username.clone();
         let outcome = shard
@@ -120,18 +119,18 @@ pub async fn serve(
         let ok = outcome == AuthOutcome::Accepted;
         let _ = stream.write_all(&wire::encode_userpass_status(ok)).await;
         if !ok {
-            return if outcome == AuthOutcome::Busy {
+            return Next::Done(if outcome == AuthOutcome::Busy {
                 "auth_busy"
             } else {
                 "auth_failed"
-            };
+            });
         }
         user = creds.username;
     }
     let request = match next(&mut stream, &mut buf, wire::parse_request).await {
         Ok(r) => r,
-        Err(Ok(e)) => return refuse(&mut stream, e, rec).await,
-        Err(Err(outcome)) => return outcome,
+        Err(Ok(e)) => return Next::Done(refuse(&mut stream, e, rec).await),
+        Err(Err(outcome)) => return Next::Done(outcome),
     };
     let target = match request.target {
         wire::Target::Ip(a) => Target {
@@ -148,7 +147,7 @@ pub async fn serve(
     rec.host = target.display();
     if request.command != Command::Connect {
         reply(&mut stream, Reply::CommandNotSupported, UNSPECIFIED).await;
-        return "unsupported_command";
+        return Next::Done("unsupported_command");
     }
     let conn = ConnInfo {
         listener: listener.name.clone(),
@@ -156,29 +155,25 @@ pub async fn serve(
         local: stream.local_addr().unwrap_or(UNSPECIFIED),
         user,
     };
-    let opened = match open(shard, generation, &conn, &target).await {
+    let opened = match Box::pin(open(shard, generation, &conn, &target)).await {
         Ok(o) => o,
         Err(e) => {
             let outcome = record_open_error(rec, shard, &e);
             reply(&mut stream, reply_for(&e), UNSPECIFIED).await;
-            return outcome;
+            return Next::Done(outcome);
         }
     };
     record_opened(rec, shard, &opened);
     let mut out = Vec::with_capacity(22);
     wire::encode_reply(Reply::Succeeded, opened.dialed.local, &mut out);
     if stream.write_all(&out).await.is_err() {
-        return "client_error";
+        return Next::Done("client_error");
     }
     let _ = stream.set_read_timeout(None);
-    let idle = generation.policy().settings.idle_timeout;
-    let stats = relay(stream, opened.dialed.stream, buf, idle, &shard.bufs).await;
-    rec.bytes_up = stats.up;
-    rec.bytes_down = stats.down;
-    match stats.end {
-        RelayEnd::Closed => "ok",
-        RelayEnd::Idle => "idle_timeout",
-        RelayEnd::Error => "relay_error",
+    Next::Tunnel {
+        client: stream,
+        upstream: opened.dialed.stream,
+        pending: buf,
     }
 }
 
