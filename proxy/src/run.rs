@@ -312,3 +312,32 @@ fn reload(config: Option<&Path>, shared: &Shared, startup: &[Listener]) {
     tracing::info!(generation = id, hash = %next.hash, rules = next.policy().rules.len(), "reloaded");
     shared.store(Arc::new(next));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use egressd_policy::model::{Action, Auth, ListenerProtocol};
+
+    #[test]
+    fn the_built_in_default_is_valid_and_as_documented() {
+        let checked = check_str("<built-in default>", DEFAULT_CONFIG);
+        assert!(checked.diags.items.is_empty(), "{}", checked.render());
+        let p = checked.policy.unwrap();
+        assert_eq!(p.listeners.len(), 1);
+        assert_eq!(p.listeners[0].bind, "127.0.0.1:1080".parse().unwrap());
+        assert_eq!(
+            p.listeners[0].protocols,
+            [ListenerProtocol::Socks5, ListenerProtocol::Http]
+        );
+        assert_eq!(p.listeners[0].auth, Auth::None);
+        assert_eq!(p.rules.len(), 1);
+        assert!(p.rules[0].is_catch_all() && p.rules[0].action == Action::Default);
+    }
+
+    #[test]
+    fn allowed_cpus_are_read_from_the_affinity_mask() {
+        let cpus = allowed_cpus();
+        assert!(!cpus.is_empty());
+        assert!(cpus.len() <= std::thread::available_parallelism().map_or(usize::MAX, |n| n.get()));
+    }
+}

@@ -243,3 +243,44 @@ fn post_bodies_are_relayed_both_framings() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(body, "127.0.0.1");
 }
+
+#[test]
+fn python_urllib_answers_the_407_challenge_and_tunnels_with_http_client() {
+    let up = Upstream::start("127.0.0.1:0");
+    let proxy = Proxy::start(&config(1).replace("auth = \"optional\"", "auth = \"required\""));
+    // urllib first asks without credentials, gets 407 + Proxy-Authenticate, retries with them.
+    let script = format!(
+        r#"
+import urllib.request, http.client, base64
+proxy = "http://{proxy}"
+mgr = urllib.request.HTTPPasswordMgrWithDefaultRealm()
+mgr.add_password(None, proxy, "alice", "alice-pw")
+opener = urllib.request.build_opener(
+    urllib.request.ProxyHandler({{"http": proxy}}),
+    urllib.request.ProxyBasicAuthHandler(mgr))
+print(opener.open("{url}", timeout=20).read().decode())
+c = http.client.HTTPConnection("{host}", {port}, timeout=20)
+c.set_tunnel("127.0.0.1", {up_port}, headers={{"Proxy-Authorization": "Basic " + base64.b64encode(b"alice:alice-pw").decode()}})
+c.request("GET", "/")
+print(c.getresponse().read().decode())
+"#,
+        proxy = proxy.addr,
+        url = up.url("/"),
+        host = proxy.addr.ip(),
+        port = proxy.addr.port(),
+        up_port = up.addr.port(),
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "127.0.0.2\n127.0.0.2\n"
+    );
+}

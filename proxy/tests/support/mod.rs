@@ -182,6 +182,12 @@ impl Proxy {
         let dir = tempdir("proxy");
         let path = dir.join("egressd.toml");
         std::fs::write(&path, config).unwrap();
+        let expected = config.matches("[[listener]]").count().max(1);
+        Self::launch(path, dir, prefix, expected)
+    }
+
+    /// Starts `egressd run -c PATH` on an existing file (TOML or compiled artifact).
+    pub fn launch(path: PathBuf, dir: PathBuf, prefix: &[&str], expected: usize) -> Proxy {
         let bin = env!("CARGO_BIN_EXE_egressd");
         let mut cmd = if prefix.is_empty() {
             Command::new(bin)
@@ -225,7 +231,6 @@ impl Proxy {
             lines: rx,
             log,
         };
-        let expected = config.matches("[[listener]]").count().max(1);
         while proxy.listeners.len() < expected {
             let line = proxy.next_line("listening");
             let v: serde_json::Value = serde_json::from_str(&line).unwrap();
