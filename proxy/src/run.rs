@@ -149,6 +149,12 @@ fn reserve(listeners: &[Listener]) -> Result<Vec<(Socket, SocketAddr)>, String> 
 
 pub fn run(config: Option<PathBuf>) -> ExitCode {
     init_logging();
+    // Panics become one JSON log line like everything else (a connection task's panic is
+    // then caught, counted and logged again by its shard).
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        tracing::error!(thread = thread.name().unwrap_or("?"), panic = %info, "panic");
+    }));
     if let Some(limit) = memlock_limit()
         && limit < MIN_MEMLOCK
     {

@@ -302,3 +302,69 @@ fn malformed_and_silent_clients_get_the_right_answer_and_the_shard_keeps_serving
     let (code, body, _) = curl(&["--socks5", &socks(&proxy), &up.url("/")]);
     assert_eq!((code, body.as_str()), (0, "127.0.0.1"));
 }
+
+#[test]
+fn a_panicking_connection_is_logged_and_the_shard_keeps_serving() {
+    let up = Upstream::start("127.0.0.1:0");
+    let mut proxy = Proxy::start(&config("").replace("[proxy]", "[proxy]\nshards = 1"));
+    // The debug build panics on this reserved name (a failpoint compiled out of releases).
+    let (code, _, _) = curl(&[
+        "--socks5-hostname",
+        &socks(&proxy),
+        "http://panic.egressd.invalid/",
+    ]);
+    assert_ne!(code, 0);
+    let line = proxy.next_line("connection task panicked");
+    assert!(line.contains("failpoint"), "{line}");
+    for _ in 0..3 {
+        let (code, body, _) = curl(&["--socks5", &socks(&proxy), &up.url("/")]);
+        assert_eq!((code, body.as_str()), (0, "127.0.0.1"));
+    }
+}
+
+#[test]
+fn pool_interfaces_bind_the_device_and_a_missing_one_falls_back() {
+    let up = Upstream::start("127.0.0.1:0");
+    let rules = r#"
+[[pool]]
+name = "on-lo"
+ipv4 = ["127.0.0.2"]
+interface = "lo"
+mark = 7
+
+[[pool]]
+name = "missing-device"
+ipv4 = ["127.0.0.3"]
+interface = "nonexistent0"
+fallback = "default"
+
+[[rule]]
+name = "anonymous on lo"
+when = 'identity.name == "" and net.dst.port != 1'
+action = "egress"
+pool = "on-lo"
+
+[[rule]]
+name = "alice on a missing device"
+when = 'identity.name == "alice"'
+action = "egress"
+pool = "missing-device"
+"#;
+    let proxy = Proxy::start(&config(rules));
+    let (code, body, err) = curl(&["--socks5", &socks(&proxy), &up.url("/")]);
+    assert_eq!((code, body.as_str()), (0, "127.0.0.2"), "{err}");
+    let (code, body, err) = curl(&[
+        "--socks5",
+        &socks(&proxy),
+        "-U",
+        "alice:alice-pw",
+        &up.url("/"),
+    ]);
+    assert_eq!((code, body.as_str()), (0, "127.0.0.1"), "{err}");
+    let rec = proxy.wait_record(|r| r["user"] == "alice" && r["outcome"] == "ok");
+    assert_eq!(rec["pool"], "missing-device");
+    assert!(
+        rec["fallback"].as_str().unwrap().contains("127.0.0.3"),
+        "{rec}"
+    );
+}

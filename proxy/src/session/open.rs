@@ -105,6 +105,12 @@ pub async fn open(
     conn: &ConnInfo,
     target: &Target,
 ) -> Result<Opened, OpenError> {
+    // A failpoint for the tests that prove a panicking connection task leaves its shard
+    // serving; absent from release builds.
+    #[cfg(debug_assertions)]
+    if target.host == "panic.egressd.invalid" {
+        panic!("failpoint: panic.egressd.invalid");
+    }
     let addrs: Vec<IpAddr> = match target.ip {
         Some(ip) => vec![ip],
         None => {
