@@ -1,0 +1,2 @@
+//! egressd-loadgen (being written).
+fn main() {}
