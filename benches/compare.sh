@@ -1,0 +1,366 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of egressd against Dante, microsocks, Squid, HAProxy and a direct
+# connection, in one run on this machine, with the same load generator for all.
+#
+#   bash benches/compare.sh            # writes benches/RESULTS.md's side-by-side section
+#
+# The proxy under test is pinned to CPU 0, the load generator and the sinks to CPU 1, the same
+# for every proxy. Each proxy leaves from its own egress address (127.0.0.2 ... 127.0.0.6) and a
+# check before measuring proves the upstream sees it. Everything started here is stopped on exit.
+# Knobs: DURATION (10s), WARMUP (2s), RATE (rr requests/s, 2000), IDLE_TUNNELS (9000: two
+# descriptors per tunnel in the proxy, under this machine's 20,000 open-file limit).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10s}
+WARMUP=${WARMUP:-2s}
+RATE=${RATE:-2000}
+IDLE_TUNNELS=${IDLE_TUNNELS:-9000}
+CHURN_CONNS=${CHURN_CONNS:-32}
+PROXY_CPU=0
+CLIENT_CPU=1
+OUT=target/compare
+WORK=$(mktemp -d /tmp/egressd-compare.XXXXXX)
+chmod 777 "$WORK"
+mkdir -p "$OUT"
+rm -f "$OUT"/*.json "$OUT"/*.txt
+
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  pkill -f "$WORK" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+log() { printf '== %s\n' "$*" >&2; }
+
+# --- peers, from Debian packages when missing ---------------------------------------------
+need=()
+command -v danted >/dev/null || need+=(dante-server)
+command -v microsocks >/dev/null || need+=(microsocks)
+command -v squid >/dev/null || need+=(squid)
+command -v haproxy >/dev/null || need+=(haproxy)
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+log "building"
+cargo build --release -q -p egressd -p egressd-loadgen
+cargo run --release -q -p egressd-policy --example gen-policy -- 10000 > "$WORK/rules10k.toml"
+LG=$PWD/target/release/egressd-loadgen
+EGRESSD=$PWD/target/release/egressd
+
+on_client() { taskset -c "$CLIENT_CPU" "$@"; }
+on_proxy() { taskset -c "$PROXY_CPU" "$@"; }
+
+# Waits for a line matching $2 in file $1 and prints it.
+wait_line() {
+  local file=$1 pattern=$2 i
+  for i in $(seq 1 400); do
+    if grep -q "$pattern" "$file" 2>/dev/null; then grep -m1 "$pattern" "$file"; return 0; fi
+    sleep 0.05
+  done
+  echo "timed out waiting for '$pattern' in $file" >&2
+  cat "$file" >&2
+  return 1
+}
+
+wait_port() {
+  local port=$1 i
+  for i in $(seq 1 400); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+    sleep 0.05
+  done
+  echo "port $port never opened" >&2
+  return 1
+}
+
+# Starts a sink; prints its address.
+start_sink() {
+  local name=$1; shift
+  on_client "$LG" sink --listen 127.0.0.1:0 --threads 1 --cpus "$CLIENT_CPU" "$@" > "$WORK/sink-$name.out" 2>&1 &
+  PIDS+=($!)
+  wait_line "$WORK/sink-$name.out" '^listening ' | awk '{print $2}'
+}
+
+# Resident memory (KiB) of a process and all its descendants.
+rss_tree() {
+  ps -eo pid=,ppid=,rss= | awk -v root="$1" '
+    { parent[$1] = $2; rss[$1] = $3 }
+    END {
+      for (p in rss) { q = p; while (q != "" && q != root && q in parent && q != parent[q]) q = parent[q]; if (q == root) total += rss[p] }
+      print total + 0
+    }'
+}
+
+PEER=$(start_sink peer --mode peer)
+ECHO=$(start_sink echo --mode echo)
+DISCARD=$(start_sink discard --mode discard)
+HTTP=$(start_sink http --mode http --response-size 100)
+log "sinks: peer $PEER echo $ECHO discard $DISCARD http $HTTP"
+
+# --- proxies --------------------------------------------------------------------------------
+PROXY_PID=
+PROXY_ADDR=
+HTTP_ADDR=
+
+stop_proxy() {
+  if [ -n "$PROXY_PID" ]; then
+    kill "$PROXY_PID" 2>/dev/null || true
+    wait "$PROXY_PID" 2>/dev/null || true
+  fi
+  PROXY_PID=
+}
+
+egressd_config() {
+  local rules=$1
+  cat <<CONF
+[proxy]
+deny_destinations = []
+handshake_timeout = "30s"
+max_connections = 100000
+
+[[listener]]
+name = "bench"
+bind = "127.0.0.1:0"
+auth = "optional"
+
+[[user]]
+name = "bench"
+password = "$(printf 'bench' | "$EGRESSD" hash-password)"
+
+[[pool]]
+name = "bench"
+ipv4 = ["127.0.0.2"]
+
+$( [ "$rules" = 10k ] && sed -e '/^\[\[listener\]\]/,/^$/d' -e 's/^action = "default"$/action = "egress"\npool = "bench"/' "$WORK/rules10k.toml" )
+
+[[rule]]
+name = "bench catch-all"
+action = "egress"
+pool = "bench"
+CONF
+}
+
+start_egressd() {
+  local rules=${1:-1}
+  egressd_config "$rules" > "$WORK/egressd-$rules.toml"
+  on_proxy "$EGRESSD" run -c "$WORK/egressd-$rules.toml" > /dev/null 2> "$WORK/egressd-$rules.log" &
+  PROXY_PID=$!
+  PROXY_ADDR=$(wait_line "$WORK/egressd-$rules.log" '"listening"' | sed -E 's/.*"addr":"([^"]+)".*/\1/')
+  HTTP_ADDR=$PROXY_ADDR
+}
+
+start_dante() {
+  cat > "$WORK/danted.conf" <<CONF
+logoutput: $WORK/danted.log
+internal: 127.0.0.1 port = 21080
+external: 127.0.0.3
+clientmethod: none
+socksmethod: none
+user.privileged: root
+user.unprivileged: nobody
+client pass { from: 0.0.0.0/0 to: 0.0.0.0/0 }
+socks pass { from: 0.0.0.0/0 to: 0.0.0.0/0 command: connect }
+CONF
+  on_proxy danted -f "$WORK/danted.conf" -p "$WORK/danted.pid" &
+  PROXY_PID=$!
+  PROXY_ADDR=127.0.0.1:21080
+  wait_port 21080
+}
+
+start_microsocks() {
+  on_proxy microsocks -i 127.0.0.1 -p 21081 -b 127.0.0.4 > /dev/null 2>&1 &
+  PROXY_PID=$!
+  PROXY_ADDR=127.0.0.1:21081
+  wait_port 21081
+}
+
+start_squid() {
+  cat > "$WORK/squid.conf" <<CONF
+http_port 127.0.0.1:21082
+tcp_outgoing_address 127.0.0.5
+http_access allow all
+cache deny all
+cache_mem 8 MB
+access_log none
+cache_log $WORK/squid-cache.log
+pid_filename $WORK/squid.pid
+coredump_dir $WORK
+workers 1
+via off
+forwarded_for delete
+shutdown_lifetime 0 seconds
+max_filedescriptors 20000
+CONF
+  on_proxy squid -N -f "$WORK/squid.conf" > "$WORK/squid.out" 2>&1 &
+  PROXY_PID=$!
+  PROXY_ADDR=127.0.0.1:21082
+  HTTP_ADDR=$PROXY_ADDR
+  wait_port 21082
+}
+
+# HAProxy relays to one fixed server: a plain TCP relay to the sink of the workload at hand
+# (the no-handshake upper bound), and an HTTP-mode listener in front of the HTTP sink.
+start_haproxy() {
+  local tcp_target=$1
+  cat > "$WORK/haproxy.cfg" <<CONF
+global
+  maxconn 9900
+  nbthread 1
+defaults
+  timeout connect 10s
+  timeout client 1m
+  timeout server 1m
+listen tcp
+  bind 127.0.0.1:21083
+  mode tcp
+  server sink $tcp_target source 127.0.0.6
+listen http
+  bind 127.0.0.1:21084
+  mode http
+  option http-keep-alive
+  server sink $HTTP source 127.0.0.6
+CONF
+  on_proxy haproxy -f "$WORK/haproxy.cfg" -db > "$WORK/haproxy.out" 2>&1 &
+  PROXY_PID=$!
+  PROXY_ADDR=127.0.0.1:21083
+  HTTP_ADDR=127.0.0.1:21084
+  wait_port 21083
+}
+
+# run NAME PROTO WORKLOAD TARGET [extra loadgen args...]: one measurement into $OUT/NAME.json.
+run() {
+  local name=$1 proto=$2 workload=$3 target=$4; shift 4
+  local proxy_args=()
+  [ "$proto" != direct ] && proxy_args=(--proxy "$PROXY_ADDR")
+  [ "$proto" = http-forward ] && proxy_args=(--proxy "$HTTP_ADDR")
+  log "$name: $proto $workload"
+  on_client "$LG" run --target "$target" "${proxy_args[@]}" --proto "$proto" --workload "$workload" \
+    --duration "$DURATION" --warmup "$WARMUP" --threads 1 --cpus "$CLIENT_CPU" \
+    --json "$OUT/$name.json" "$@" > "$OUT/$name.txt"
+}
+
+# Proves the upstream sees the configured egress address.
+check_egress() {
+  local proto=$1 ip=$2
+  local proxy_args=(--proxy "$PROXY_ADDR")
+  [ "$proto" = direct ] && proxy_args=()
+  on_client "$LG" run --target "$PEER" "${proxy_args[@]}" --proto "$proto" --workload churn \
+    --duration 200ms --warmup 0s --threads 1 --connections 1 --expect-egress "$ip" > "$WORK/check.txt"
+}
+
+# idle NAME PROTO TARGET: RSS per idle tunnel with IDLE_TUNNELS open.
+idle() {
+  local name=$1 proto=$2 target=$3
+  local before after
+  before=$(rss_tree "$PROXY_PID")
+  log "$name: $proto idle x $IDLE_TUNNELS"
+  on_client "$LG" run --target "$target" --proxy "$PROXY_ADDR" --proto "$proto" --workload idle \
+    --connections "$IDLE_TUNNELS" --duration 5s --threads 1 --cpus "$CLIENT_CPU" \
+    --json "$OUT/$name.json" > "$WORK/idle-$name.out" 2>&1 &
+  local lg=$!
+  wait_line "$WORK/idle-$name.out" '^idle: ' > /dev/null || true
+  sleep 1
+  after=$(rss_tree "$PROXY_PID")
+  wait "$lg" || true
+  printf '{"name":"%s","rss_before_kib":%s,"rss_after_kib":%s,"tunnels":%s}\n' "$name" "$before" "$after" \
+    "$(grep -oE '^idle: [0-9]+' "$WORK/idle-$name.out" | awk '{print $2}' || echo 0)" > "$OUT/$name.rss.json"
+}
+
+workloads() {
+  local who=$1 proto=$2 ip=$3
+  check_egress "$proto" "$ip"
+  run "$who-churn" "$proto" churn "$ECHO" --connections "$CHURN_CONNS" --request-size 100 --response-size 100
+  run "$who-rr" "$proto" rr "$ECHO" --connections 50 --rate "$RATE" --request-size 100 --response-size 100
+  run "$who-bulk1" "$proto" bulk "$DISCARD" --streams 1
+  run "$who-bulk4" "$proto" bulk "$DISCARD" --streams 4
+}
+
+log "direct"
+PROXY_ADDR=
+check_egress direct 127.0.0.1
+run direct-churn direct churn "$ECHO" --connections "$CHURN_CONNS" --request-size 100 --response-size 100
+run direct-rr direct rr "$ECHO" --connections 50 --rate "$RATE" --request-size 100 --response-size 100
+run direct-bulk1 direct bulk "$DISCARD" --streams 1
+run direct-bulk4 direct bulk "$DISCARD" --streams 4
+run direct-http direct rr "$HTTP" --connections 50 --rate "$RATE" --request-size 0
+
+start_egressd 1
+workloads egressd-socks5 socks5 127.0.0.2
+run egressd-socks5auth-churn socks5 churn "$ECHO" --connections "$CHURN_CONNS" --user bench --password bench
+run egressd-connect-churn http-connect churn "$ECHO" --connections "$CHURN_CONNS"
+run egressd-http-rr http-forward rr "$HTTP" --connections 50 --rate "$RATE"
+run egressd-http-churn http-forward churn "$HTTP" --connections "$CHURN_CONNS"
+stop_proxy
+start_egressd 1
+idle egressd-idle socks5 "$ECHO"
+stop_proxy
+
+start_egressd 10k
+check_egress socks5 127.0.0.2
+run egressd10k-churn socks5 churn "$ECHO" --connections "$CHURN_CONNS" --request-size 100 --response-size 100
+stop_proxy
+start_egressd 1
+run egressd1-churn socks5 churn "$ECHO" --connections "$CHURN_CONNS" --request-size 100 --response-size 100
+stop_proxy
+
+start_dante
+workloads dante socks5 127.0.0.3
+stop_proxy
+start_dante
+idle dante-idle socks5 "$ECHO"
+stop_proxy
+
+start_microsocks
+workloads microsocks socks5 127.0.0.4
+stop_proxy
+start_microsocks
+idle microsocks-idle socks5 "$ECHO"
+stop_proxy
+
+start_squid
+workloads squid http-connect 127.0.0.5
+run squid-http-rr http-forward rr "$HTTP" --connections 50 --rate "$RATE"
+run squid-http-churn http-forward churn "$HTTP" --connections "$CHURN_CONNS"
+stop_proxy
+start_squid
+idle squid-idle http-connect "$ECHO"
+stop_proxy
+
+# HAProxy: a TCP relay to the peer sink to check the address, then one per workload's sink.
+start_haproxy "$PEER"
+on_client "$LG" run --target "$PROXY_ADDR" --proto direct --workload churn --duration 200ms --warmup 0s \
+  --threads 1 --connections 1 --expect-egress 127.0.0.6 > "$WORK/check.txt"
+stop_proxy
+start_haproxy "$ECHO"
+run haproxy-churn direct churn "$PROXY_ADDR" --connections "$CHURN_CONNS" --request-size 100 --response-size 100
+run haproxy-rr direct rr "$PROXY_ADDR" --connections 50 --rate "$RATE" --request-size 100 --response-size 100
+run haproxy-http-rr http-forward rr "$HTTP" --connections 50 --rate "$RATE"
+run haproxy-http-churn http-forward churn "$HTTP" --connections "$CHURN_CONNS"
+stop_proxy
+start_haproxy "$DISCARD"
+run haproxy-bulk1 direct bulk "$PROXY_ADDR" --streams 1
+run haproxy-bulk4 direct bulk "$PROXY_ADDR" --streams 4
+stop_proxy
+
+log "report"
+python3 benches/report.py "$OUT" "bash benches/compare.sh" > "$WORK/section.md"
+python3 - "$WORK/section.md" <<'PY'
+import re, sys
+section = open(sys.argv[1]).read()
+path = "benches/RESULTS.md"
+text = open(path).read()
+start, end = "<!-- compare:start -->", "<!-- compare:end -->"
+block = f"{start}\n{section}\n{end}"
+if start in text:
+    text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
+else:
+    text = text.rstrip() + "\n\n" + block + "\n"
+open(path, "w").write(text)
+PY
+log "done: benches/RESULTS.md"

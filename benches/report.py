@@ -1,0 +1,136 @@
+"""Builds the side-by-side section of benches/RESULTS.md from compare.sh's JSON files.
+
+Usage: python3 benches/report.py OUT_DIR COMMAND
+"""
+import json
+import os
+import platform
+import subprocess
+import sys
+
+out, command = sys.argv[1], sys.argv[2]
+
+
+def load(name):
+    path = os.path.join(out, name + ".json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "?"
+
+
+def errors(r):
+    n = sum((r or {}).get("errors", {}).values())
+    return str(n)
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}x" if a and b else "-"
+
+
+def lat(r, key):
+    return r["latency_us"][key] if r else None
+
+
+def us(v):
+    if v is None:
+        return "-"
+    return f"{v / 1000:.2f} ms" if v >= 1000 else f"{v:.0f} µs"
+
+
+lines = []
+add = lines.append
+versions = {
+    "dante-server": sh("dpkg-query -W -f='${Version}' dante-server"),
+    "microsocks": sh("dpkg-query -W -f='${Version}' microsocks"),
+    "squid": sh("dpkg-query -W -f='${Version}' squid"),
+    "haproxy": sh("dpkg-query -W -f='${Version}' haproxy"),
+    "egressd": sh("git rev-parse --short HEAD"),
+}
+cpu = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip()
+add("## Side by side: egressd, Dante, microsocks, Squid, HAProxy and direct (issue 4)")
+add("")
+add(f"Command: `{command}` (one run; every figure below comes from it). Machine: {os.cpu_count()} vCPU {cpu}, "
+    f"Linux {platform.release()}. Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".")
+add("Proxy under test pinned to CPU 0; load generator (`egressd-loadgen`, one glommio thread) and sinks pinned to CPU 1. "
+    "Each proxy leaves from its own address (egressd 127.0.0.2, Dante 127.0.0.3, microsocks 127.0.0.4, Squid 127.0.0.5, "
+    "HAProxy 127.0.0.6), checked with `--expect-egress` before measuring. HAProxy is a plain TCP relay "
+    "(no handshake: the upper bound) and, for the HTTP rows, an HTTP-mode reverse proxy in front of the sink.")
+add("")
+
+SOCKS = [("direct (no proxy)", "direct"), ("egressd SOCKS5", "egressd-socks5"), ("egressd SOCKS5 + password", "egressd-socks5auth"),
+         ("egressd HTTP CONNECT", "egressd-connect"), ("Dante SOCKS5", "dante"), ("microsocks SOCKS5", "microsocks"),
+         ("Squid HTTP CONNECT", "squid"), ("HAProxy TCP relay", "haproxy")]
+egr = load("egressd-socks5-churn")
+base = load("direct-churn")
+add("### churn: connect, handshake, 100-byte request, 100-byte response, close (32 connections in a closed loop)")
+add("")
+add("| proxy | connections/s | vs direct | vs egressd | p50 | p99 | errors |")
+add("|---|---:|---:|---:|---:|---:|---:|")
+for label, key in SOCKS + [("egressd HTTP forward", "egressd-http"), ("Squid HTTP forward", "squid-http"), ("HAProxy HTTP mode", "haproxy-http")]:
+    r = load(key + "-churn")
+    if not r:
+        continue
+    c = r["connections_per_s"]
+    add(f"| {label} | {c:,.0f} | {ratio(c, base and base['connections_per_s'])} | {ratio(c, egr and egr['connections_per_s'])} | "
+        f"{us(lat(r, 'p50'))} | {us(lat(r, 'p99'))} | {errors(r)} |")
+add("")
+add("### rr: request/response on 50 open tunnels at a fixed rate well below saturation, latency from the scheduled send")
+add("")
+add("| proxy | requests/s | p50 | p99 | p99.9 | added p50 | added p99 | added p99.9 | errors |")
+add("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+d = load("direct-rr")
+dh = load("direct-http")
+for label, key, ref in [(l, k + "-rr", d) for l, k in SOCKS] + [("egressd HTTP forward", "egressd-http-rr", dh), ("Squid HTTP forward", "squid-http-rr", dh), ("HAProxy HTTP mode", "haproxy-http-rr", dh), ("direct HTTP (no proxy)", "direct-http", dh)]:
+    r = load(key)
+    if not r:
+        continue
+    added = [lat(r, k) - lat(ref, k) if ref else None for k in ("p50", "p99", "p999")]
+    add(f"| {label} | {r['requests_per_s']:,.0f} | {us(lat(r, 'p50'))} | {us(lat(r, 'p99'))} | {us(lat(r, 'p999'))} | "
+        + " | ".join(us(a) for a in added) + f" | {errors(r)} |")
+add("")
+for streams in (1, 4):
+    add(f"### bulk: {streams} stream{'s' if streams > 1 else ''} uploading for the whole run")
+    add("")
+    add("| proxy | Gbit/s | vs direct | vs egressd | errors |")
+    add("|---|---:|---:|---:|---:|")
+    b = load(f"direct-bulk{streams}")
+    e = load(f"egressd-socks5-bulk{streams}")
+    for label, key in SOCKS:
+        r = load(f"{key}-bulk{streams}")
+        if not r:
+            continue
+        g = r["gbit_per_s"]
+        add(f"| {label} | {g:.2f} | {ratio(g, b and b['gbit_per_s'])} | {ratio(g, e and e['gbit_per_s'])} | {errors(r)} |")
+    add("")
+add("### idle: resident memory per idle tunnel")
+add("")
+add("| proxy | tunnels | RSS before | RSS with tunnels | per tunnel |")
+add("|---|---:|---:|---:|---:|")
+for label, key in [("egressd", "egressd-idle"), ("Dante", "dante-idle"), ("microsocks", "microsocks-idle"), ("Squid", "squid-idle")]:
+    path = os.path.join(out, key + ".rss.json")
+    if not os.path.exists(path):
+        continue
+    r = json.load(open(path))
+    n = r["tunnels"] or 0
+    per = (r["rss_after_kib"] - r["rss_before_kib"]) * 1024 / n if n else 0
+    add(f"| {label} | {n:,} | {r['rss_before_kib'] / 1024:.1f} MiB | {r['rss_after_kib'] / 1024:.1f} MiB | {per:,.0f} bytes |")
+add("")
+add("### egressd with a 10,000-rule policy against a 1-rule policy (churn, SOCKS5)")
+add("")
+r10, r1 = load("egressd10k-churn"), load("egressd1-churn")
+if r10 and r1:
+    add("| policy | connections/s | p50 | p99 |")
+    add("|---|---:|---:|---:|")
+    add(f"| 1 rule | {r1['connections_per_s']:,.0f} | {us(lat(r1, 'p50'))} | {us(lat(r1, 'p99'))} |")
+    add(f"| 10,000 rules (`synth::policy_text(10000)`) | {r10['connections_per_s']:,.0f} | {us(lat(r10, 'p50'))} | {us(lat(r10, 'p99'))} |")
+    add("")
+    add(f"Cost of the large policy: {(1 - r10['connections_per_s'] / r1['connections_per_s']) * 100:.1f}% of connections/s.")
+print("\n".join(lines))
