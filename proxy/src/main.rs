@@ -9,6 +9,7 @@ mod commands;
 mod dns;
 mod egress;
 mod files;
+mod geo;
 mod relay;
 mod run;
 mod session;
