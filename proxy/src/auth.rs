@@ -8,12 +8,11 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use argon2::password_hash::{PasswordHash, PasswordVerifier};
 use sha2::{Digest, Sha256};
 
-use crate::state::Generation;
+use crate::state::GenRef;
 
 /// Concurrent argon2 verifications a shard allows; more are refused at once, so a flood of
 /// wrong passwords cannot queue unbounded work.
@@ -53,12 +52,7 @@ impl Authenticator {
     }
 
     /// Checks `user`/`password` against the generation's users.
-    pub async fn check(
-        &self,
-        generation: &Arc<Generation>,
-        user: &str,
-        password: &str,
-    ) -> AuthOutcome {
+    pub async fn check(&self, generation: &GenRef, user: &str, password: &str) -> AuthOutcome {
         let Some(hash) = generation
             .policy()
             .user(user)

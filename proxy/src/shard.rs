@@ -20,7 +20,7 @@ use crate::dns::{Resolver, ResolverConfig};
 use crate::egress::dial::Dialer;
 use crate::relay::BufPool;
 use crate::session;
-use crate::state::{Generation, GenerationCache, Shared};
+use crate::state::{GenRef, GenerationCache, Shared};
 
 /// Prepared sockets kept per egress source and shard.
 const SOCKET_POOL_DEPTH: usize = 16;
@@ -46,6 +46,8 @@ pub struct Counters {
 pub struct Shard {
     pub id: usize,
     generation: RefCell<GenerationCache>,
+    /// The current generation wrapped once per shard, handed to connections.
+    local: RefCell<GenRef>,
     pub dialer: Rc<Dialer>,
     pub bufs: BufPool,
     pub auth: Authenticator,
@@ -67,8 +69,14 @@ impl std::fmt::Debug for Shard {
 
 impl Shard {
     /// The current generation (one pointer comparison unless a reload happened).
-    pub fn current(&self) -> Arc<Generation> {
-        self.generation.borrow_mut().load().clone()
+    pub fn current(&self) -> GenRef {
+        let mut cache = self.generation.borrow_mut();
+        let latest = cache.load();
+        let mut local = self.local.borrow_mut();
+        if !Arc::ptr_eq(&local, latest) {
+            *local = Rc::new(latest.clone());
+        }
+        local.clone()
     }
 }
 
@@ -101,6 +109,7 @@ pub async fn run(cfg: ShardConfig, ready: std::sync::mpsc::Sender<Result<usize, 
     let shard = Rc::new(Shard {
         id: cfg.id,
         generation: RefCell::new(arc_swap::Cache::new(cfg.shared.clone())),
+        local: RefCell::new(Rc::new(generation.clone())),
         dialer: Rc::new(Dialer::new(SOCKET_POOL_DEPTH)),
         bufs: BufPool::default(),
         auth: Authenticator::new(cfg.salt),

@@ -77,8 +77,12 @@ impl SocketPools {
             Some(s) => Ok(s),
             None => {
                 let s = prepare(spec)?;
-                // Remember the source so the refill task keeps a few ready from now on.
-                self.pools.entry(spec.clone()).or_default();
+                // Remember the source so the refill task keeps a few ready from now on, except
+                // IPv6 prefix addresses: they differ per user, and pooling each would hold
+                // sockets for every user ever seen.
+                if !matches!(spec.addr, Some(IpAddr::V6(_))) {
+                    self.pools.entry(spec.clone()).or_default();
+                }
                 Ok(s)
             }
         }
@@ -158,6 +162,20 @@ mod tests {
         let e = prepare(&spec("192.0.2.1")).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EADDRNOTAVAIL));
         assert!(is_local_error(&e));
+    }
+
+    #[test]
+    fn ipv6_prefix_addresses_are_not_pooled() {
+        let mut pools = SocketPools::new(3);
+        let v6 = SourceSpec {
+            addr: Some("::1".parse().unwrap()),
+            ipv6: true,
+            interface: None,
+            mark: None,
+        };
+        pools.take(&v6).unwrap();
+        assert!(!pools.needs_refill());
+        assert_eq!(pools.ready(), 0);
     }
 
     #[test]

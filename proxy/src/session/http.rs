@@ -5,7 +5,6 @@
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Duration;
 
 use egressd_policy::model::Auth;
@@ -18,7 +17,7 @@ use crate::accesslog::ConnRecord;
 use crate::auth::AuthOutcome;
 use crate::egress::dial::DialError;
 use crate::shard::{ListenerSpec, Shard};
-use crate::state::Generation;
+use crate::state::GenRef;
 use crate::wire::http::{self as wire, Body, ChunkedScanner, RequestTarget};
 use crate::wire::socks5::Parsed;
 
@@ -145,7 +144,7 @@ struct Upstream {
 
 pub async fn serve(
     shard: &Rc<Shard>,
-    generation: &Arc<Generation>,
+    generation: &GenRef,
     listener: &ListenerSpec,
     mut client: TcpStream,
     mut buf: Vec<u8>,

@@ -4,7 +4,6 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Duration;
 
 use egressd_policy::egress::{IpFamily, attempt_order, family_allows};
@@ -15,7 +14,7 @@ use glommio::channels::local_channel;
 use crate::dns::DnsError;
 use crate::egress::dial::{DialCtx, DialError, Dialed};
 use crate::shard::Shard;
-use crate::state::Generation;
+use crate::state::{GenRef, Generation};
 
 /// RFC 8305's recommended connection attempt delay.
 const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
@@ -101,7 +100,7 @@ pub fn decide(generation: &Generation, conn: &ConnInfo, host: &str, dst: SocketA
 /// Resolves, decides and dials.
 pub async fn open(
     shard: &Rc<Shard>,
-    generation: &Arc<Generation>,
+    generation: &GenRef,
     conn: &ConnInfo,
     target: &Target,
 ) -> Result<Opened, OpenError> {
@@ -179,7 +178,7 @@ fn order(candidates: &mut Vec<(SocketAddr, Decision)>, generation: &Generation) 
 
 async fn dial_one(
     shard: Rc<Shard>,
-    generation: Arc<Generation>,
+    generation: GenRef,
     decision: Decision,
     dst: SocketAddr,
     ctx: DialCtx,
@@ -202,7 +201,7 @@ async fn dial_one(
 /// the first success wins and the others are cancelled.
 async fn race(
     shard: &Rc<Shard>,
-    generation: &Arc<Generation>,
+    generation: &GenRef,
     candidates: Vec<(SocketAddr, Decision)>,
     ctx: DialCtx,
 ) -> Result<Opened, OpenError> {
@@ -247,7 +246,7 @@ async fn race(
 
 fn start(
     shard: &Rc<Shard>,
-    generation: &Arc<Generation>,
+    generation: &GenRef,
     tx: &Rc<local_channel::LocalSender<Result<Opened, OpenError>>>,
     dst: SocketAddr,
     decision: Decision,

@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::Arc;
 
 use egressd_policy::model::Auth;
 use futures_lite::AsyncWriteExt;
@@ -16,7 +15,7 @@ use crate::accesslog::ConnRecord;
 use crate::auth::AuthOutcome;
 use crate::egress::dial::DialError;
 use crate::shard::{ListenerSpec, Shard};
-use crate::state::Generation;
+use crate::state::GenRef;
 use crate::wire::socks5::{self as wire, Command, Parsed, Reply};
 
 /// Largest SOCKS5 handshake message (a domain request is at most 262 bytes).
@@ -71,7 +70,7 @@ async fn refuse(
 
 pub async fn serve(
     shard: &Rc<Shard>,
-    generation: &Arc<Generation>,
+    generation: &GenRef,
     listener: &ListenerSpec,
     mut stream: TcpStream,
     mut buf: Vec<u8>,
