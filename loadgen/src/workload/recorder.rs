@@ -1,0 +1,96 @@
+//! Where an executor's measurements go, and the window that decides which ones count.
+//!
+//! An operation counts when it *started* (or, open loop, was scheduled) inside
+//! `[warmup_end, end)`; operations still in flight at the end are awaited and counted, so a
+//! slow tail is not silently cut off.
+
+use std::cell::{Cell, RefCell};
+use std::time::{Duration, Instant};
+
+use crate::failure::Failure;
+use crate::stats::ThreadStats;
+
+#[derive(Clone, Copy, Debug)]
+pub struct Window {
+    pub start: Instant,
+    pub warmup_end: Instant,
+    pub end: Instant,
+}
+
+impl Window {
+    fn starting_at(start: Instant, warmup: Duration, duration: Duration) -> Window {
+        Window {
+            start,
+            warmup_end: start + warmup,
+            end: start + warmup + duration,
+        }
+    }
+
+    pub fn measures(&self, t: Instant) -> bool {
+        t >= self.warmup_end && t < self.end
+    }
+}
+
+/// What a successful operation moved.
+#[derive(Clone, Copy, Debug)]
+pub struct Sample {
+    pub bytes: u64,
+    /// New tunnels it had to open.
+    pub connections: u64,
+}
+
+#[derive(Debug)]
+pub struct Recorder {
+    warmup: Duration,
+    duration: Duration,
+    window: Cell<Window>,
+    stats: RefCell<ThreadStats>,
+}
+
+impl Recorder {
+    pub fn new(warmup: Duration, duration: Duration) -> Result<Recorder, String> {
+        Ok(Recorder {
+            warmup,
+            duration,
+            window: Cell::new(Window::starting_at(Instant::now(), warmup, duration)),
+            stats: RefCell::new(ThreadStats::new()?),
+        })
+    }
+
+    /// Restarts the window now: workloads call this once their untimed set-up is done.
+    pub fn start_window(&self) -> Window {
+        let window = Window::starting_at(Instant::now(), self.warmup, self.duration);
+        self.window.set(window);
+        window
+    }
+
+    pub fn window(&self) -> Window {
+        self.window.get()
+    }
+
+    /// Records an operation begun at `started`, if that is inside the window.
+    pub fn record(&self, started: Instant, outcome: Result<Sample, Failure>) {
+        if !self.window().measures(started) {
+            return;
+        }
+        let mut stats = self.stats.borrow_mut();
+        match outcome {
+            Ok(sample) => {
+                stats.record_latency(started.elapsed());
+                stats.completed += 1;
+                stats.bytes += sample.bytes;
+                stats.connections += sample.connections;
+            }
+            Err(failure) => stats.errors.add(&failure),
+        }
+    }
+
+    /// Direct access for workloads whose counters are not per-operation (bulk, idle, set-up).
+    pub fn with<R>(&self, f: impl FnOnce(&mut ThreadStats) -> R) -> R {
+        f(&mut self.stats.borrow_mut())
+    }
+
+    pub fn snapshot(&self) -> ThreadStats {
+        self.stats.borrow().clone()
+    }
+}
