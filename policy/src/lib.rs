@@ -12,6 +12,7 @@ pub mod diag;
 pub mod egress;
 pub mod explain;
 pub mod expr;
+pub mod geo;
 pub mod meta;
 pub mod model;
 pub mod synth;
