@@ -55,7 +55,6 @@ LG=$PWD/target/release/egressd-loadgen
 EGRESSD=$PWD/target/release/egressd
 
 on_client() { taskset -c "$CLIENT_CPU" "$@"; }
-on_proxy() { taskset -c "$PROXY_CPU" "$@"; }
 
 # Waits for a line matching $2 in file $1 and prints it.
 wait_line() {
@@ -82,7 +81,7 @@ wait_port() {
 # Starts a sink; prints its address.
 start_sink() {
   local name=$1; shift
-  on_client "$LG" sink --listen 127.0.0.1:0 --threads 1 --cpus "$CLIENT_CPU" "$@" > "$WORK/sink-$name.out" 2>&1 &
+  taskset -c "$CLIENT_CPU" "$LG" sink --listen 127.0.0.1:0 --threads 1 --cpus "$CLIENT_CPU" "$@" > "$WORK/sink-$name.out" 2>&1 &
   PIDS+=($!)
   wait_line "$WORK/sink-$name.out" '^listening ' | awk '{print $2}'
 }
@@ -110,6 +109,7 @@ HTTP_ADDR=
 
 stop_proxy() {
   if [ -n "$PROXY_PID" ]; then
+    pkill -TERM -P "$PROXY_PID" 2>/dev/null || true
     kill "$PROXY_PID" 2>/dev/null || true
     wait "$PROXY_PID" 2>/dev/null || true
   fi
@@ -149,7 +149,7 @@ CONF
 start_egressd() {
   local rules=${1:-1}
   egressd_config "$rules" > "$WORK/egressd-$rules.toml"
-  on_proxy "$EGRESSD" run -c "$WORK/egressd-$rules.toml" > /dev/null 2> "$WORK/egressd-$rules.log" &
+  taskset -c "$PROXY_CPU" "$EGRESSD" run -c "$WORK/egressd-$rules.toml" > /dev/null 2> "$WORK/egressd-$rules.log" &
   PROXY_PID=$!
   PROXY_ADDR=$(wait_line "$WORK/egressd-$rules.log" '"listening"' | sed -E 's/.*"addr":"([^"]+)".*/\1/')
   HTTP_ADDR=$PROXY_ADDR
@@ -167,14 +167,14 @@ user.unprivileged: nobody
 client pass { from: 0.0.0.0/0 to: 0.0.0.0/0 }
 socks pass { from: 0.0.0.0/0 to: 0.0.0.0/0 command: connect }
 CONF
-  on_proxy danted -f "$WORK/danted.conf" -p "$WORK/danted.pid" &
+  taskset -c "$PROXY_CPU" danted -f "$WORK/danted.conf" -p "$WORK/danted.pid" &
   PROXY_PID=$!
   PROXY_ADDR=127.0.0.1:21080
   wait_port 21080
 }
 
 start_microsocks() {
-  on_proxy microsocks -i 127.0.0.1 -p 21081 -b 127.0.0.4 > /dev/null 2>&1 &
+  taskset -c "$PROXY_CPU" microsocks -i 127.0.0.1 -p 21081 -b 127.0.0.4 > /dev/null 2>&1 &
   PROXY_PID=$!
   PROXY_ADDR=127.0.0.1:21081
   wait_port 21081
@@ -197,7 +197,7 @@ forwarded_for delete
 shutdown_lifetime 0 seconds
 max_filedescriptors 20000
 CONF
-  on_proxy squid -N -f "$WORK/squid.conf" > "$WORK/squid.out" 2>&1 &
+  taskset -c "$PROXY_CPU" squid -N -f "$WORK/squid.conf" > "$WORK/squid.out" 2>&1 &
   PROXY_PID=$!
   PROXY_ADDR=127.0.0.1:21082
   HTTP_ADDR=$PROXY_ADDR
@@ -226,7 +226,7 @@ listen http
   option http-keep-alive
   server sink $HTTP source 127.0.0.6
 CONF
-  on_proxy haproxy -f "$WORK/haproxy.cfg" -db > "$WORK/haproxy.out" 2>&1 &
+  taskset -c "$PROXY_CPU" haproxy -f "$WORK/haproxy.cfg" -db > "$WORK/haproxy.out" 2>&1 &
   PROXY_PID=$!
   PROXY_ADDR=127.0.0.1:21083
   HTTP_ADDR=127.0.0.1:21084
@@ -260,7 +260,7 @@ idle() {
   local before after
   before=$(rss_tree "$PROXY_PID")
   log "$name: $proto idle x $IDLE_TUNNELS"
-  on_client "$LG" run --target "$target" --proxy "$PROXY_ADDR" --proto "$proto" --workload idle \
+  taskset -c "$CLIENT_CPU" "$LG" run --target "$target" --proxy "$PROXY_ADDR" --proto "$proto" --workload idle \
     --connections "$IDLE_TUNNELS" --duration 5s --threads 1 --cpus "$CLIENT_CPU" \
     --json "$OUT/$name.json" > "$WORK/idle-$name.out" 2>&1 &
   local lg=$!
@@ -288,7 +288,6 @@ run direct-churn direct churn "$ECHO" --connections "$CHURN_CONNS" --request-siz
 run direct-rr direct rr "$ECHO" --connections 50 --rate "$RATE" --request-size 100 --response-size 100
 run direct-bulk1 direct bulk "$DISCARD" --streams 1
 run direct-bulk4 direct bulk "$DISCARD" --streams 4
-run direct-http direct rr "$HTTP" --connections 50 --rate "$RATE" --request-size 0
 
 start_egressd 1
 workloads egressd-socks5 socks5 127.0.0.2

@@ -87,8 +87,7 @@ add("")
 add("| proxy | requests/s | p50 | p99 | p99.9 | added p50 | added p99 | added p99.9 | errors |")
 add("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 d = load("direct-rr")
-dh = load("direct-http")
-for label, key, ref in [(l, k + "-rr", d) for l, k in SOCKS] + [("egressd HTTP forward", "egressd-http-rr", dh), ("Squid HTTP forward", "squid-http-rr", dh), ("HAProxy HTTP mode", "haproxy-http-rr", dh), ("direct HTTP (no proxy)", "direct-http", dh)]:
+for label, key, ref in [(l, k + "-rr", d) for l, k in SOCKS] + [("egressd HTTP forward", "egressd-http-rr", d), ("Squid HTTP forward", "squid-http-rr", d), ("HAProxy HTTP mode", "haproxy-http-rr", d)]:
     r = load(key)
     if not r:
         continue
