@@ -17,9 +17,9 @@ use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 
 /// Size of one relay buffer.
-pub const BUF_SIZE: usize = 32 * 1024;
+pub const BUF_SIZE: usize = 128 * 1024;
 /// Buffers a shard keeps for reuse.
-const POOL_KEEP: usize = 512;
+const POOL_KEEP: usize = 64;
 
 /// Per-shard free list of relay buffers.
 #[derive(Debug, Default)]
