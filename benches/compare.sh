@@ -48,6 +48,7 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
+[ -f /usr/share/GeoIP/dbip-country.mmdb ] || bash scripts/install-geoip.sh   # the 10k-rule policy has country rules
 log "building"
 cargo build --release -q -p egressd -p egressd-loadgen
 cargo run --release -q -p egressd-policy --example gen-policy -- 10000 > "$WORK/rules10k.toml"

@@ -197,7 +197,16 @@ pub fn run(config: Option<PathBuf>) -> ExitCode {
         0 => cpus.len(),
         n => n as usize,
     };
-    let first = Arc::new(Generation::new(1, policy));
+    let first = match Generation::load(1, policy) {
+        Ok(g) => Arc::new(g),
+        Err(e) => {
+            tracing::error!(error = %e, "invalid geolocation database; not starting");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    if let Some(geo) = &first.geo {
+        tracing::info!(generation = 1, database = %geo.describe(), "geolocation loaded");
+    }
     tracing::info!(generation = 1, hash = %first.hash, rules = first.policy().rules.len(), "policy loaded");
     let shared: Shared = Arc::new(ArcSwap::new(first));
     let stop = Arc::new(AtomicBool::new(false));
@@ -314,7 +323,13 @@ fn reload(config: Option<&Path>, shared: &Shared, startup: &[Listener]) {
         );
     }
     let id = current.id + 1;
-    let next = Generation::new(id, policy);
+    let next = match Generation::load(id, policy) {
+        Ok(g) => g,
+        Err(e) => {
+            tracing::error!(generation = current.id, error = %e, "reload rejected; the current generation keeps serving");
+            return;
+        }
+    };
     tracing::info!(generation = id, hash = %next.hash, rules = next.policy().rules.len(), "reloaded");
     shared.store(Arc::new(next));
 }

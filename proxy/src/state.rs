@@ -7,6 +7,8 @@ use arc_swap::ArcSwap;
 use egressd_policy::compile::sets::IpSet;
 use egressd_policy::{CompiledPolicy, Policy, artifact};
 
+use crate::geo::{GeoDb, GeoError};
+
 #[derive(Debug)]
 pub struct Generation {
     /// 1 for the configuration loaded at start, +1 per successful reload.
@@ -16,18 +18,26 @@ pub struct Generation {
     pub deny: IpSet,
     /// SHA-256 of the compiled policy's canonical encoding.
     pub hash: String,
+    /// The `[geoip]` database, read with this generation (a reload re-reads it).
+    pub geo: Option<Arc<GeoDb>>,
 }
 
 impl Generation {
-    pub fn new(id: u64, policy: Policy) -> Self {
+    /// Builds a generation, reading its geolocation database (blocking: control thread only).
+    pub fn load(id: u64, policy: Policy) -> Result<Self, GeoError> {
+        let geo = match &policy.geoip {
+            Some(path) => Some(Arc::new(GeoDb::open(path)?)),
+            None => None,
+        };
         let deny = IpSet::new(&policy.settings.deny_destinations);
         let hash = artifact::content_hash(&policy);
-        Generation {
+        Ok(Generation {
             id,
             table: CompiledPolicy::new(policy),
             deny,
             hash,
-        }
+            geo,
+        })
     }
 
     pub fn policy(&self) -> &Policy {

@@ -27,6 +27,11 @@ pub fn run(path: &Path) -> ExitCode {
     let mut failed = 0;
     let mut passed = 0;
     if let Some(policy) = policy {
+        let geo_warnings = pool_locations(&policy);
+        for w in &geo_warnings {
+            println!("{}: warning: {w}", path.display());
+        }
+        let warnings = warnings + geo_warnings.len();
         let table = CompiledPolicy::new(policy);
         for t in run_tests(&table) {
             let at = sources
@@ -72,4 +77,39 @@ fn count(n: usize, what: &str) -> String {
     } else {
         format!("{n} {what}s")
     }
+}
+
+/// Pools whose addresses the geolocation database places in another country than the pool's
+/// `location` says (a sign the addresses or the location are wrong). Needs the database: when
+/// it cannot be read, says so on stderr and checks nothing (`run` refuses to start then).
+fn pool_locations(policy: &egressd_policy::Policy) -> Vec<String> {
+    let Some(path) = &policy.geoip else {
+        return Vec::new();
+    };
+    let db = match crate::geo::GeoDb::open(path) {
+        Ok(db) => db,
+        Err(e) => {
+            eprintln!("note: pool locations not checked: {e}");
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for pool in &policy.pools {
+        let Some(want) = pool.location.as_ref().and_then(|l| l.country.as_deref()) else {
+            continue;
+        };
+        let v4 = pool.ipv4.iter().map(|a| std::net::IpAddr::V4(*a));
+        let v6 = pool.ipv6.iter().map(|n| std::net::IpAddr::V6(n.network()));
+        for addr in v4.chain(v6) {
+            match db.lookup(addr) {
+                Some(c) if c.code() != want => out.push(format!(
+                    "pool \"{}\" says {want} but {addr} geolocates to {}",
+                    pool.name,
+                    c.code()
+                )),
+                _ => {}
+            }
+        }
+    }
+    out
 }

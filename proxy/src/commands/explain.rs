@@ -107,8 +107,28 @@ pub fn run(args: &Args) -> ExitCode {
         protocol,
         posture: args.posture.clone(),
     };
+    let mut geo = GeoFacts::default();
+    if let Some(path) = &policy.geoip {
+        match crate::geo::GeoDb::open(path) {
+            Ok(db) => {
+                let fill = |ip: Option<IpAddr>, country: &mut String, continent: &mut String| {
+                    if let Some(c) = ip.and_then(|ip| db.lookup(ip)) {
+                        *country = c.code().to_string();
+                        *continent = c.continent().unwrap_or("").to_string();
+                    }
+                };
+                fill(
+                    conn.src.map(|s| s.ip()),
+                    &mut geo.src_country,
+                    &mut geo.src_continent,
+                );
+                fill(conn.dst_ip, &mut geo.dst_country, &mut geo.dst_continent);
+            }
+            Err(e) => return fail(e),
+        }
+    }
     let table = CompiledPolicy::new(policy);
-    let ex = explain(&table, &conn, &GeoFacts::default());
+    let ex = explain(&table, &conn, &geo);
     if args.json {
         match serde_json::to_string_pretty(&ex) {
             Ok(s) => println!("{s}"),
@@ -146,6 +166,19 @@ fn render(ex: &Explanation) -> String {
         c.listener,
         c.protocol,
         list(&c.posture_passed)
+    );
+    let place = |country: &str, continent: &str| {
+        if country.is_empty() {
+            "unknown".to_string()
+        } else {
+            format!("{country} ({continent})")
+        }
+    };
+    let _ = writeln!(
+        out,
+        "  geolocation: source {}, destination {}",
+        place(&c.geo.src_country, &c.geo.src_continent),
+        place(&c.geo.dst_country, &c.geo.dst_continent)
     );
     let _ = writeln!(
         out,

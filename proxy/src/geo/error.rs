@@ -43,6 +43,7 @@ impl GeoError {
     }
 
     /// The database file the error is about.
+    #[cfg(test)]
     pub fn path(&self) -> &Path {
         match self {
             GeoError::NotFound { path }

@@ -10,7 +10,6 @@
 //!
 //! The continent is derived from the country with the policy crate's table, so both kinds of
 //! database, and rules written against either, agree on it.
-#![allow(dead_code)] // wired into decisions by the integrator
 
 mod error;
 mod mmdb;
@@ -161,11 +160,6 @@ impl GeoDb {
             Source::Mmdb(db) => db.lookup(ip),
             Source::Ranges(table) => table.lookup(ip),
         }
-    }
-
-    /// The file the database was read from.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// One line for logs: kind, path, size and age.

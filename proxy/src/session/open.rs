@@ -81,6 +81,9 @@ pub fn decide(generation: &Generation, conn: &ConnInfo, host: &str, dst: SocketA
     let policy = generation.policy();
     let user = policy.user(&conn.user);
     let email = conn.user.to_ascii_lowercase();
+    let geo = generation.geo.as_deref();
+    let src_geo = geo.and_then(|g| g.lookup(conn.client.ip()));
+    let dst_geo = geo.and_then(|g| g.lookup(dst.ip()));
     let meta = ConnMeta {
         src_ip: Some(conn.client.ip()),
         src_port: conn.client.port(),
@@ -92,6 +95,10 @@ pub fn decide(generation: &Generation, conn: &ConnInfo, host: &str, dst: SocketA
         email: &email,
         name: &conn.user,
         groups: user.map_or(&[][..], |u| &u.groups),
+        src_country: src_geo.as_ref().map_or("", |c| c.code()),
+        src_continent: src_geo.and_then(|c| c.continent()).unwrap_or(""),
+        dst_country: dst_geo.as_ref().map_or("", |c| c.code()),
+        dst_continent: dst_geo.and_then(|c| c.continent()).unwrap_or(""),
         ..ConnMeta::default()
     };
     generation.table.decide(&meta)
