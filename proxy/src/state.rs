@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use egressd_policy::compile::sets::IpSet;
+use egressd_policy::model::{Device, DeviceMatch};
 use egressd_policy::{CompiledPolicy, Policy, artifact};
 
 use crate::geo::{GeoDb, GeoError};
@@ -42,6 +43,16 @@ impl Generation {
 
     pub fn policy(&self) -> &Policy {
         self.table.policy()
+    }
+
+    /// The `[[device]]` a client address belongs to (first match in file order), for
+    /// `device_posture.checks.*` on connections without a client certificate.
+    pub fn device_by_source(&self, ip: std::net::IpAddr) -> Option<&Device> {
+        let ip = egressd_policy::meta::canonical_ip(ip);
+        self.policy()
+            .devices
+            .iter()
+            .find(|d| matches!(&d.matcher, DeviceMatch::Source(net) if net.contains(&ip)))
     }
 }
 

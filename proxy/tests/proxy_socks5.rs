@@ -368,3 +368,33 @@ pool = "missing-device"
         "{rec}"
     );
 }
+
+#[test]
+fn device_posture_from_the_client_address_picks_the_pool() {
+    let up = Upstream::start("127.0.0.1:0");
+    let rules = r#"
+[[device]]
+source = "127.0.0.1/32"
+passed = ["disk-encryption"]
+failed = ["os-up-to-date"]
+
+[[rule]]
+name = "encrypted disks via finance"
+when = 'any(device_posture.checks.passed[*] == "disk-encryption") and not any(device_posture.checks.passed[*] == "os-up-to-date")'
+action = "egress"
+pool = "finance"
+"#;
+    let proxy = Proxy::start(&config(rules));
+    // From 127.0.0.1: the device's posture matches.
+    let (code, body, err) = curl(&["--socks5", &socks(&proxy), &up.url("/")]);
+    assert_eq!((code, body.as_str()), (0, "127.0.0.2"), "{err}");
+    // From another address: no device, no posture, the catch-all.
+    let (code, body, err) = curl(&[
+        "--interface",
+        "127.0.0.8",
+        "--socks5",
+        &socks(&proxy),
+        &up.url("/"),
+    ]);
+    assert_eq!((code, body.as_str()), (0, "127.0.0.1"), "{err}");
+}

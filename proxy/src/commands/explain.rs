@@ -97,6 +97,18 @@ pub fn run(args: &Args) -> ExitCode {
     {
         eprintln!("egressd: note: \"{u}\" is not a [[user]]; explaining it with no groups");
     }
+    // Without --posture, a [[device]] matched by the client address supplies it.
+    let mut posture = args.posture.clone();
+    if posture.is_empty()
+        && let Some(ip) = src.map(|s| egressd_policy::meta::canonical_ip(s.ip()))
+    {
+        let by_source = policy.devices.iter().find(|d| {
+                matches!(&d.matcher, egressd_policy::model::DeviceMatch::Source(net) if net.contains(&ip))
+            });
+        if let Some(d) = by_source {
+            posture = d.passed.clone();
+        }
+    }
     let conn = TestConn {
         user: args.user.clone(),
         host,
@@ -105,7 +117,7 @@ pub fn run(args: &Args) -> ExitCode {
         src,
         listener,
         protocol,
-        posture: args.posture.clone(),
+        posture,
     };
     let mut geo = GeoFacts::default();
     if let Some(path) = &policy.geoip {

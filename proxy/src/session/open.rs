@@ -84,6 +84,7 @@ pub fn decide(generation: &Generation, conn: &ConnInfo, host: &str, dst: SocketA
     let geo = generation.geo.as_deref();
     let src_geo = geo.and_then(|g| g.lookup(conn.client.ip()));
     let dst_geo = geo.and_then(|g| g.lookup(dst.ip()));
+    let device = generation.device_by_source(conn.client.ip());
     let meta = ConnMeta {
         src_ip: Some(conn.client.ip()),
         src_port: conn.client.port(),
@@ -95,11 +96,12 @@ pub fn decide(generation: &Generation, conn: &ConnInfo, host: &str, dst: SocketA
         email: &email,
         name: &conn.user,
         groups: user.map_or(&[][..], |u| &u.groups),
+        posture_passed: device.map_or(&[][..], |d| &d.passed),
+        posture_failed: device.map_or(&[][..], |d| &d.failed),
         src_country: src_geo.as_ref().map_or("", |c| c.code()),
         src_continent: src_geo.and_then(|c| c.continent()).unwrap_or(""),
         dst_country: dst_geo.as_ref().map_or("", |c| c.code()),
         dst_continent: dst_geo.and_then(|c| c.continent()).unwrap_or(""),
-        ..ConnMeta::default()
     };
     generation.table.decide(&meta)
 }
