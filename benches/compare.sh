@@ -23,7 +23,9 @@ OUT=target/compare
 WORK=$(mktemp -d /tmp/egressd-compare.XXXXXX)
 chmod 777 "$WORK"
 mkdir -p "$OUT"
-rm -f "$OUT"/*.json "$OUT"/*.txt
+# ONLY=idle re-measures the idle rows alone, keeping the other results of the last full run.
+ONLY=${ONLY:-all}
+[ "$ONLY" = all ] && rm -f "$OUT"/*.json "$OUT"/*.txt
 
 PIDS=()
 cleanup() {
@@ -174,11 +176,16 @@ CONF
   wait_port 21080
 }
 
+# microsocks binds without SO_REUSEADDR: a restart on the same port fails while its old
+# connections sit in TIME_WAIT, so each start takes the next port.
+MICROSOCKS_PORT=21180
 start_microsocks() {
-  taskset -c "$PROXY_CPU" microsocks -i 127.0.0.1 -p 21081 -b 127.0.0.4 > /dev/null 2>&1 &
+  MICROSOCKS_PORT=$((MICROSOCKS_PORT + 1))
+  taskset -c "$PROXY_CPU" microsocks -i 127.0.0.1 -p "$MICROSOCKS_PORT" -b 127.0.0.4 > /dev/null 2>&1 &
   PROXY_PID=$!
-  PROXY_ADDR=127.0.0.1:21081
-  wait_port 21081
+  PROXY_ADDR=127.0.0.1:$MICROSOCKS_PORT
+  wait_port "$MICROSOCKS_PORT"
+  kill -0 "$PROXY_PID"
 }
 
 start_squid() {
@@ -282,6 +289,7 @@ workloads() {
   run "$who-bulk4" "$proto" bulk "$DISCARD" --streams 4
 }
 
+if [ "$ONLY" = all ]; then
 log "direct"
 PROXY_ADDR=
 check_egress direct 127.0.0.1
@@ -297,9 +305,6 @@ run egressd-connect-churn http-connect churn "$ECHO" --connections "$CHURN_CONNS
 run egressd-http-rr http-forward rr "$HTTP" --connections 50 --rate "$RATE"
 run egressd-http-churn http-forward churn "$HTTP" --connections "$CHURN_CONNS"
 stop_proxy
-start_egressd 1
-idle egressd-idle socks5 "$ECHO"
-stop_proxy
 
 start_egressd 10k
 check_egress socks5 127.0.0.2
@@ -312,24 +317,15 @@ stop_proxy
 start_dante
 workloads dante socks5 127.0.0.3
 stop_proxy
-start_dante
-idle dante-idle socks5 "$ECHO"
-stop_proxy
 
 start_microsocks
 workloads microsocks socks5 127.0.0.4
-stop_proxy
-start_microsocks
-idle microsocks-idle socks5 "$ECHO"
 stop_proxy
 
 start_squid
 workloads squid http-connect 127.0.0.5
 run squid-http-rr http-forward rr "$HTTP" --connections 50 --rate "$RATE"
 run squid-http-churn http-forward churn "$HTTP" --connections "$CHURN_CONNS"
-stop_proxy
-start_squid
-idle squid-idle http-connect "$ECHO"
 stop_proxy
 
 # HAProxy: a TCP relay to the peer sink to check the address, then one per workload's sink.
@@ -346,6 +342,21 @@ stop_proxy
 start_haproxy "$DISCARD"
 run haproxy-bulk1 direct bulk "$PROXY_ADDR" --streams 1
 run haproxy-bulk4 direct bulk "$PROXY_ADDR" --streams 4
+stop_proxy
+fi
+
+# Idle: each proxy freshly started, RSS of its whole process tree before and with the tunnels.
+start_egressd 1
+idle egressd-idle socks5 "$ECHO"
+stop_proxy
+start_dante
+idle dante-idle socks5 "$ECHO"
+stop_proxy
+start_microsocks
+idle microsocks-idle socks5 "$ECHO"
+stop_proxy
+start_squid
+idle squid-idle http-connect "$ECHO"
 stop_proxy
 
 log "report"
