@@ -14,7 +14,6 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncRead, AsyncWrite};
-use glommio::net::TcpStream;
 
 /// Size of one relay buffer.
 pub const BUF_SIZE: usize = 128 * 1024;
@@ -66,11 +65,11 @@ impl Direction {
         }
     }
 
-    fn poll(
+    fn poll<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         &mut self,
         cx: &mut Context<'_>,
-        from: &RefCell<TcpStream>,
-        to: &RefCell<TcpStream>,
+        from: &RefCell<R>,
+        to: &RefCell<W>,
         pool: &BufPool,
         active: &Cell<Instant>,
     ) -> Poll<io::Result<()>> {
@@ -162,16 +161,18 @@ pub struct RelayStats {
     pub end: RelayEnd,
 }
 
-struct Relay<'a> {
-    client: &'a RefCell<TcpStream>,
-    upstream: &'a RefCell<TcpStream>,
+struct Relay<'a, C, U> {
+    client: &'a RefCell<C>,
+    upstream: &'a RefCell<U>,
     up: Direction,
     down: Direction,
     pool: &'a BufPool,
     active: &'a Cell<Instant>,
 }
 
-impl Future for Relay<'_> {
+impl<C: AsyncRead + AsyncWrite + Unpin, U: AsyncRead + AsyncWrite + Unpin> Future
+    for Relay<'_, C, U>
+{
     type Output = io::Result<()>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -192,9 +193,9 @@ impl Future for Relay<'_> {
 
 /// Relays until both directions have closed, one fails, or nothing moves for `idle`.
 /// `initial` holds client bytes that arrived with the handshake.
-pub async fn relay(
-    client: TcpStream,
-    upstream: TcpStream,
+pub async fn relay<C: AsyncRead + AsyncWrite + Unpin, U: AsyncRead + AsyncWrite + Unpin>(
+    client: C,
+    upstream: U,
     initial: Vec<u8>,
     idle: Duration,
     pool: &BufPool,

@@ -8,11 +8,11 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use egressd_policy::model::Auth;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use glommio::net::TcpStream;
 
 use super::open::{ConnInfo, OpenError, Target, open};
-use super::{Next, io_outcome, read_more, record_open_error, record_opened};
+use super::{ClientIo, Next, io_outcome, read_more, record_open_error, record_opened};
 use crate::accesslog::ConnRecord;
 use crate::auth::AuthOutcome;
 use crate::egress::dial::DialError;
@@ -24,7 +24,7 @@ use crate::wire::socks5::Parsed;
 const UNSPECIFIED: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
 
-async fn send_error(client: &mut TcpStream, status: u16, extra: &[(&str, &str)]) {
+async fn send_error<W: AsyncWrite + Unpin>(client: &mut W, status: u16, extra: &[(&str, &str)]) {
     let mut out = Vec::with_capacity(256);
     wire::encode_error(status, extra, &mut out);
     let _ = client.write_all(&out).await;
@@ -50,9 +50,9 @@ struct Pending<'a> {
 
 impl Pending<'_> {
     /// Up to `max` bytes: buffered ones first, else one read.
-    async fn next(
+    async fn next<R: AsyncRead + Unpin>(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut R,
         max: usize,
         scratch: &mut [u8],
     ) -> io::Result<Vec<u8>> {
@@ -68,11 +68,11 @@ impl Pending<'_> {
 
 /// Copies a message body framed as `body` from `from` to `to`. Returns bytes copied and
 /// whether the body ended with the connection (UntilClose).
-async fn copy_body(
+async fn copy_body<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     body: Body,
-    from: &mut TcpStream,
+    from: &mut R,
     pending: &mut Vec<u8>,
-    to: &mut TcpStream,
+    to: &mut W,
 ) -> io::Result<u64> {
     let mut scratch = vec![0u8; 16 * 1024];
     let mut pending = Pending { buf: pending };
@@ -142,14 +142,14 @@ struct Upstream {
     buf: Vec<u8>,
 }
 
-pub async fn serve(
+pub async fn serve<S: ClientIo>(
     shard: &Rc<Shard>,
     generation: &GenRef,
     listener: &ListenerSpec,
-    mut client: TcpStream,
+    mut client: S,
     mut buf: Vec<u8>,
     rec: &mut ConnRecord,
-) -> Next {
+) -> Next<S> {
     let settings = &generation.policy().settings;
     let idle: Duration = settings.idle_timeout;
     let mut upstream: Option<Upstream> = None;
@@ -230,7 +230,7 @@ pub async fn serve(
         let conn = ConnInfo {
             listener: listener.name.clone(),
             client: rec.client.unwrap_or(UNSPECIFIED),
-            local: client.local_addr().unwrap_or(UNSPECIFIED),
+            local: client.tcp().local_addr().unwrap_or(UNSPECIFIED),
             user,
         };
         let (host, port, path) = match &head.target {
@@ -275,7 +275,7 @@ pub async fn serve(
             if client.write_all(&out).await.is_err() {
                 return Next::Done("client_error");
             }
-            let _ = client.set_read_timeout(None);
+            let _ = client.tcp().set_read_timeout(None);
             return Next::Tunnel {
                 client,
                 upstream: opened.dialed.stream,
@@ -328,7 +328,7 @@ pub async fn serve(
             send_error(&mut client, 502, &[]).await;
             return Next::Done("upstream_error");
         }
-        let _ = client.set_read_timeout(Some(idle));
+        let _ = client.tcp().set_read_timeout(Some(idle));
         match copy_body(body, &mut client, &mut buf, &mut up.stream).await {
             Ok(n) => rec.bytes_up += n + out.len() as u64,
             Err(_) => return Next::Done("client_error"),

@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::time::{Instant, SystemTime};
 
 use egressd_policy::model::{Action, ListenerProtocol};
-use futures_lite::AsyncReadExt;
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite};
 use glommio::net::TcpStream;
 
 use crate::accesslog::{ConnRecord, rfc3339};
@@ -24,8 +24,8 @@ use open::{OpenError, Opened};
 pub const MAX_HANDSHAKE: usize = 64 * 1024;
 
 /// Reads more bytes into `buf` (at most `limit` in total). Ok(0) means the peer closed.
-pub async fn read_more(
-    stream: &mut TcpStream,
+pub async fn read_more<R: AsyncRead + Unpin>(
+    stream: &mut R,
     buf: &mut Vec<u8>,
     limit: usize,
 ) -> io::Result<usize> {
@@ -106,17 +106,35 @@ pub fn record_open_error(rec: &mut ConnRecord, shard: &Shard, e: &OpenError) -> 
     }
 }
 
+/// What a client connection is carried over: plain TCP, or TLS on TCP.
+pub trait ClientIo: AsyncRead + AsyncWrite + Unpin {
+    /// The TCP connection underneath (for timeouts and addresses).
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl ClientIo for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl ClientIo for futures_rustls::server::TlsStream<TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+}
+
 /// Where a session's handshake left the connection. Returned once per connection, so the
 /// size difference between the variants costs nothing worth a box.
 #[allow(clippy::large_enum_variant)]
-pub enum Next {
+pub enum Next<S = TcpStream> {
     /// Finished (or failed) with this access-log outcome.
     Done(&'static str),
     /// Tunnel established: relay these streams. `pending` holds client bytes that arrived
     /// with the handshake. The handshake's state is gone by now, so an idle tunnel costs only
     /// the relay's.
     Tunnel {
-        client: TcpStream,
+        client: S,
         upstream: TcpStream,
         pending: Vec<u8>,
     },
