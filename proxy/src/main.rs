@@ -16,6 +16,7 @@ mod session;
 mod shard;
 mod sockopt;
 mod state;
+mod tls;
 mod wire;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -200,7 +200,7 @@ pub fn run(config: Option<PathBuf>) -> ExitCode {
     let first = match Generation::load(1, policy) {
         Ok(g) => Arc::new(g),
         Err(e) => {
-            tracing::error!(error = %e, "invalid geolocation database; not starting");
+            tracing::error!(error = %e, "cannot load the configuration's files; not starting");
             return ExitCode::from(EX_CONFIG);
         }
     };

@@ -41,6 +41,7 @@ pub struct Counters {
     pub accepted: Cell<u64>,
     pub rejected_limit: Cell<u64>,
     pub panics: Cell<u64>,
+    pub tls_failures: Cell<u64>,
 }
 
 pub struct Shard {

@@ -21,15 +21,21 @@ pub struct Generation {
     pub hash: String,
     /// The `[geoip]` database, read with this generation (a reload re-reads it).
     pub geo: Option<Arc<GeoDb>>,
+    /// TLS server configurations of the `https` listeners, by listener name.
+    pub tls: std::collections::HashMap<String, Arc<rustls::ServerConfig>>,
 }
 
 impl Generation {
     /// Builds a generation, reading its geolocation database (blocking: control thread only).
-    pub fn load(id: u64, policy: Policy) -> Result<Self, GeoError> {
+    /// Also reads the `https` listeners' certificates and keys.
+    pub fn load(id: u64, policy: Policy) -> Result<Self, String> {
         let geo = match &policy.geoip {
-            Some(path) => Some(Arc::new(GeoDb::open(path)?)),
+            Some(path) => Some(Arc::new(
+                GeoDb::open(path).map_err(|e: GeoError| e.to_string())?,
+            )),
             None => None,
         };
+        let tls = crate::tls::server_configs(&policy)?;
         let deny = IpSet::new(&policy.settings.deny_destinations);
         let hash = artifact::content_hash(&policy);
         Ok(Generation {
@@ -38,11 +44,20 @@ impl Generation {
             deny,
             hash,
             geo,
+            tls,
         })
     }
 
     pub fn policy(&self) -> &Policy {
         self.table.policy()
+    }
+
+    /// The `[[device]]` with this client-certificate fingerprint.
+    pub fn device_by_fingerprint(&self, fp: &[u8; 32]) -> Option<&Device> {
+        self.policy()
+            .devices
+            .iter()
+            .find(|d| matches!(&d.matcher, DeviceMatch::Fingerprint(f) if f == fp))
     }
 
     /// The `[[device]]` a client address belongs to (first match in file order), for

@@ -149,6 +149,7 @@ pub async fn serve<S: ClientIo>(
     mut client: S,
     mut buf: Vec<u8>,
     rec: &mut ConnRecord,
+    cert: Option<crate::tls::CertIdentity>,
 ) -> Next<S> {
     let settings = &generation.policy().settings;
     let idle: Duration = settings.idle_timeout;
@@ -200,9 +201,14 @@ pub async fn serve<S: ClientIo>(
             .policy()
             .listener(&listener.name)
             .map_or(listener.auth, |l| l.auth);
-        let mut user = String::new();
+        // A verified client certificate is an identity: no password needed.
+        let mut user = cert.as_ref().map(|c| c.name.clone()).unwrap_or_default();
+        if !user.is_empty() {
+            rec.user = user.clone();
+        }
         let challenge = [("Proxy-Authenticate", "Basic realm=\"egressd\"")];
         match (auth, head.proxy_basic_credentials()) {
+            _ if !user.is_empty() => {}
             (Auth::None, _) | (Auth::Optional, None) => {}
             (Auth::Required, None) => {
                 send_error(&mut client, 407, &challenge).await;
@@ -232,6 +238,7 @@ pub async fn serve<S: ClientIo>(
             client: rec.client.unwrap_or(UNSPECIFIED),
             local: client.tcp().local_addr().unwrap_or(UNSPECIFIED),
             user,
+            device: cert.as_ref().map(|c| c.fingerprint),
         };
         let (host, port, path) = match &head.target {
             RequestTarget::Authority { host, port } => (host.clone(), *port, None),

@@ -17,6 +17,7 @@ use crate::accesslog::{ConnRecord, rfc3339};
 use crate::egress::dial::DialError;
 use crate::relay::{RelayEnd, relay};
 use crate::shard::{ListenerSpec, Shard};
+use crate::state::GenRef;
 use open::{OpenError, Opened};
 
 /// Largest handshake a client may send before its request is complete (SOCKS5 messages are
@@ -141,6 +142,85 @@ pub enum Next<S = TcpStream> {
 }
 
 /// Serves one accepted connection to the end.
+/// Relays an established tunnel and names the outcome.
+async fn finish<S: ClientIo>(
+    next: Next<S>,
+    shard: &Shard,
+    generation: &GenRef,
+    rec: &mut ConnRecord,
+) -> &'static str {
+    match next {
+        Next::Done(outcome) => outcome,
+        Next::Tunnel {
+            client,
+            upstream,
+            pending,
+        } => {
+            let idle = generation.policy().settings.idle_timeout;
+            let stats = relay(client, upstream, pending, idle, &shard.bufs).await;
+            rec.bytes_up += stats.up;
+            rec.bytes_down += stats.down;
+            match stats.end {
+                RelayEnd::Closed => "ok",
+                RelayEnd::Idle => "idle_timeout",
+                RelayEnd::Error => "relay_error",
+            }
+        }
+    }
+}
+
+/// An `https` listener's connection: the TLS handshake (under the handshake deadline), the
+/// client certificate's identity and device id, then the HTTP proxy session inside TLS.
+async fn serve_tls(
+    shard: &Rc<Shard>,
+    generation: &GenRef,
+    listener: &ListenerSpec,
+    stream: TcpStream,
+    rec: &mut ConnRecord,
+) -> &'static str {
+    rec.protocol = "https";
+    let Some(config) = generation.tls.get(&*listener.name) else {
+        return "tls_not_configured";
+    };
+    let tls = match futures_rustls::TlsAcceptor::from(config.clone())
+        .accept(stream)
+        .await
+    {
+        Ok(tls) => tls,
+        Err(e) => {
+            shard
+                .counters
+                .tls_failures
+                .set(shard.counters.tls_failures.get() + 1);
+            // rustls' messages name the failure (bad certificate, unknown CA, timeout) and
+            // never carry key material.
+            rec.error = Some(e.to_string());
+            return if e.kind() == io::ErrorKind::TimedOut {
+                "handshake_timeout"
+            } else {
+                "tls_handshake_failed"
+            };
+        }
+    };
+    let cert = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(crate::tls::cert_identity);
+    let next = Box::pin(http::serve(
+        shard,
+        generation,
+        listener,
+        tls,
+        Vec::new(),
+        rec,
+        cert,
+    ))
+    .await;
+    finish(next, shard, generation, rec).await
+}
+
 pub async fn handle(shard: Rc<Shard>, mut stream: TcpStream, listener: Rc<ListenerSpec>) {
     let started = Instant::now();
     let generation = shard.current();
@@ -153,56 +233,44 @@ pub async fn handle(shard: Rc<Shard>, mut stream: TcpStream, listener: Rc<Listen
     };
     let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(generation.policy().settings.handshake_timeout));
-    let mut buf = Vec::with_capacity(512);
-    let outcome = match read_more(&mut stream, &mut buf, MAX_HANDSHAKE).await {
-        Ok(0) => "closed_before_request",
-        Err(e) => io_outcome(&e),
-        Ok(_) => {
-            let allows = |p| listener.protocols.contains(&p);
-            // Handshakes are boxed and dropped before relaying, so they take no room in the
-            // task while a tunnel is idle.
-            let next = if buf[0] == crate::wire::socks5::VERSION && allows(ListenerProtocol::Socks5)
-            {
-                rec.protocol = "socks5";
-                Box::pin(socks5::serve(
-                    &shard,
-                    &generation,
-                    &listener,
-                    stream,
-                    buf,
-                    &mut rec,
-                ))
-                .await
-            } else if buf[0].is_ascii_alphabetic() && allows(ListenerProtocol::Http) {
-                rec.protocol = "http";
-                Box::pin(http::serve(
-                    &shard,
-                    &generation,
-                    &listener,
-                    stream,
-                    buf,
-                    &mut rec,
-                ))
-                .await
-            } else {
-                Next::Done("unknown_protocol")
-            };
-            match next {
-                Next::Done(outcome) => outcome,
-                Next::Tunnel {
-                    client,
-                    upstream,
-                    pending,
-                } => {
-                    let idle = generation.policy().settings.idle_timeout;
-                    let stats = relay(client, upstream, pending, idle, &shard.bufs).await;
-                    rec.bytes_up += stats.up;
-                    rec.bytes_down += stats.down;
-                    match stats.end {
-                        RelayEnd::Closed => "ok",
-                        RelayEnd::Idle => "idle_timeout",
-                        RelayEnd::Error => "relay_error",
-                    }
+    let outcome = if listener.protocols.contains(&ListenerProtocol::Https) {
+        Box::pin(serve_tls(&shard, &generation, &listener, stream, &mut rec)).await
+    } else {
+        let mut buf = Vec::with_capacity(512);
+        match read_more(&mut stream, &mut buf, MAX_HANDSHAKE).await {
+            Ok(0) => "closed_before_request",
+            Err(e) => io_outcome(&e),
+            Ok(_) => {
+                let allows = |p| listener.protocols.contains(&p);
+                // Handshakes are boxed and dropped before relaying, so they take no room in
+                // the task while a tunnel is idle.
+                if buf[0] == crate::wire::socks5::VERSION && allows(ListenerProtocol::Socks5) {
+                    rec.protocol = "socks5";
+                    let next = Box::pin(socks5::serve(
+                        &shard,
+                        &generation,
+                        &listener,
+                        stream,
+                        buf,
+                        &mut rec,
+                    ))
+                    .await;
+                    finish(next, &shard, &generation, &mut rec).await
+                } else if buf[0].is_ascii_alphabetic() && allows(ListenerProtocol::Http) {
+                    rec.protocol = "http";
+                    let next = Box::pin(http::serve(
+                        &shard,
+                        &generation,
+                        &listener,
+                        stream,
+                        buf,
+                        &mut rec,
+                        None,
+                    ))
+                    .await;
+                    finish(next, &shard, &generation, &mut rec).await
+                } else {
+                    "unknown_protocol"
                 }
             }
         }

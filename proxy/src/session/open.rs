@@ -27,6 +27,8 @@ pub struct ConnInfo {
     pub local: SocketAddr,
     /// Authenticated user name ("" when anonymous).
     pub user: String,
+    /// SHA-256 of the client certificate, when the client presented one.
+    pub device: Option<[u8; 32]>,
 }
 
 /// What the client asked for.
@@ -84,7 +86,11 @@ pub fn decide(generation: &Generation, conn: &ConnInfo, host: &str, dst: SocketA
     let geo = generation.geo.as_deref();
     let src_geo = geo.and_then(|g| g.lookup(conn.client.ip()));
     let dst_geo = geo.and_then(|g| g.lookup(dst.ip()));
-    let device = generation.device_by_source(conn.client.ip());
+    let device = conn
+        .device
+        .as_ref()
+        .and_then(|fp| generation.device_by_fingerprint(fp))
+        .or_else(|| generation.device_by_source(conn.client.ip()));
     let meta = ConnMeta {
         src_ip: Some(conn.client.ip()),
         src_port: conn.client.port(),

@@ -153,6 +153,7 @@ pub async fn serve(
         client: rec.client.unwrap_or(UNSPECIFIED),
         local: stream.local_addr().unwrap_or(UNSPECIFIED),
         user,
+        device: None,
     };
     let opened = match Box::pin(open(shard, generation, &conn, &target)).await {
         Ok(o) => o,

@@ -1,0 +1,124 @@
+//! The `https` listener's TLS side: server configurations built on the control thread from a
+//! listener's `tls` table (certificate chain, key, optional client CA and whether client
+//! certificates are optional or required), and what a client certificate says: the identity
+//! (SAN e-mail, else the subject CN) and the device id (SHA-256 of the certificate).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+use std::sync::Arc;
+
+use egressd_policy::Policy;
+use egressd_policy::model::{ClientAuth, ListenerProtocol, Tls};
+use rustls::RootCertStore;
+use rustls::server::{ServerConfig, WebPkiClientVerifier};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use sha2::{Digest, Sha256};
+
+/// What a verified client certificate says.
+#[derive(Debug, Clone)]
+pub struct CertIdentity {
+    /// SAN e-mail, else the subject's common name.
+    pub name: String,
+    /// SHA-256 of the certificate (DER): the `[[device]] id`.
+    pub fingerprint: [u8; 32],
+}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let certs: Vec<_> = rustls_pemfile::certs(&mut BufReader::new(file))
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "{}: no PEM certificate in the file",
+            path.display()
+        ));
+    }
+    Ok(certs)
+}
+
+fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    rustls_pemfile::private_key(&mut BufReader::new(file))
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .ok_or_else(|| format!("{}: no PEM private key in the file", path.display()))
+}
+
+/// Builds one listener's server configuration (blocking file reads: control thread only).
+pub fn server_config(tls: &Tls) -> Result<Arc<ServerConfig>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = match (&tls.client_ca, tls.client_auth) {
+        (Some(ca), ClientAuth::Optional | ClientAuth::Required) => {
+            let mut roots = RootCertStore::empty();
+            for cert in read_certs(ca)? {
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("{}: {e}", ca.display()))?;
+            }
+            let builder =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+            let builder = if tls.client_auth == ClientAuth::Optional {
+                builder.allow_unauthenticated()
+            } else {
+                builder
+            };
+            builder
+                .build()
+                .map_err(|e| format!("{}: {e}", ca.display()))?
+        }
+        _ => WebPkiClientVerifier::no_client_auth(),
+    };
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(read_certs(&tls.cert)?, read_key(&tls.key)?)
+        .map_err(|e| format!("{}: {e}", tls.key.display()))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Server configurations of every `https` listener, by listener name.
+pub fn server_configs(policy: &Policy) -> Result<HashMap<String, Arc<ServerConfig>>, String> {
+    policy
+        .listeners
+        .iter()
+        .filter(|l| l.protocols.contains(&ListenerProtocol::Https))
+        .filter_map(|l| l.tls.as_ref().map(|t| (l, t)))
+        .map(|(l, t)| {
+            server_config(t)
+                .map(|c| (l.name.clone(), c))
+                .map_err(|e| format!("listener \"{}\": {e}", l.name))
+        })
+        .collect()
+}
+
+/// Identity and device id from a (verified) client certificate.
+pub fn cert_identity(cert: &CertificateDer<'_>) -> CertIdentity {
+    let fingerprint: [u8; 32] = Sha256::digest(cert.as_ref()).into();
+    let name = x509_parser::parse_x509_certificate(cert.as_ref())
+        .ok()
+        .and_then(|(_, x509)| {
+            let email = x509
+                .subject_alternative_name()
+                .ok()
+                .flatten()
+                .and_then(|san| {
+                    san.value.general_names.iter().find_map(|n| match n {
+                        x509_parser::extensions::GeneralName::RFC822Name(e) => Some(e.to_string()),
+                        _ => None,
+                    })
+                });
+            email.or_else(|| {
+                x509.subject()
+                    .iter_common_name()
+                    .next()
+                    .and_then(|cn| cn.as_str().ok())
+                    .map(str::to_string)
+            })
+        })
+        .unwrap_or_default();
+    CertIdentity { name, fingerprint }
+}
