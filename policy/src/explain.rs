@@ -106,7 +106,7 @@ pub fn with_meta<R>(
         name: user,
         groups,
         posture_passed: &conn.posture,
-        posture_failed: &[],
+        posture_failed: &conn.posture_failed,
         src_country: &geo.src_country,
         src_continent: &geo.src_continent,
         dst_country: &geo.dst_country,
@@ -230,7 +230,17 @@ pub fn run_tests(table: &CompiledPolicy) -> Vec<TestOutcome> {
 
 fn run_test(table: &CompiledPolicy, t: &PolicyTest) -> TestOutcome {
     let policy = table.policy();
-    let ex = explain(table, &t.conn, &GeoFacts::default());
+    let geo = GeoFacts {
+        src_continent: crate::geo::continent_of(&t.conn.src_country)
+            .unwrap_or("")
+            .to_string(),
+        dst_continent: crate::geo::continent_of(&t.conn.dst_country)
+            .unwrap_or("")
+            .to_string(),
+        src_country: t.conn.src_country.clone(),
+        dst_country: t.conn.dst_country.clone(),
+    };
+    let ex = explain(table, &t.conn, &geo);
     let mut failures = Vec::new();
     let got_rule = ex
         .matched_rule

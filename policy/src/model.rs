@@ -196,7 +196,12 @@ pub struct TestConn {
     pub src: Option<SocketAddr>,
     pub listener: String,
     pub protocol: Protocol,
+    /// Posture checks passed and failed (from `posture`, or the `device` named).
     pub posture: Vec<String>,
+    pub posture_failed: Vec<String>,
+    /// Upper-case ISO 3166 codes given by the test ("" = unknown).
+    pub src_country: String,
+    pub dst_country: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

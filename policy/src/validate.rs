@@ -123,7 +123,7 @@ impl Validator<'_> {
             .enumerate()
             .filter_map(|(i, u)| self.user(&u.value, i, &mut user_names))
             .collect();
-        let devices = spec
+        let devices: Vec<Device> = spec
             .devices
             .iter()
             .filter_map(|d| self.device(&d.value, d.loc))
@@ -182,7 +182,7 @@ impl Validator<'_> {
             .tests
             .iter()
             .enumerate()
-            .filter_map(|(i, t)| self.test(t, i, &mut test_names, &ctx))
+            .filter_map(|(i, t)| self.test(t, i, &mut test_names, &ctx, &devices))
             .collect();
 
         Policy {
@@ -716,10 +716,11 @@ impl Validator<'_> {
         i: usize,
         names: &mut Names,
         ctx: &TestCtx<'_>,
+        devices: &[Device],
     ) -> Option<PolicyTest> {
         let name = t.name.as_ref()?;
         names.define(name, i, self);
-        let conn = self.test_conn(&t.conn.as_ref()?.value, ctx);
+        let conn = self.test_conn(&t.conn.as_ref()?.value, ctx, devices);
         let expect = self.test_expect(&t.expect.as_ref()?.value, t.expect.as_ref()?.loc, ctx);
         Some(PolicyTest {
             name: name.value.clone(),
@@ -729,7 +730,12 @@ impl Validator<'_> {
         })
     }
 
-    fn test_conn(&mut self, c: &ConnSpec, ctx: &TestCtx<'_>) -> Option<TestConn> {
+    fn test_conn(
+        &mut self,
+        c: &ConnSpec,
+        ctx: &TestCtx<'_>,
+        devices: &[Device],
+    ) -> Option<TestConn> {
         let user = c
             .user
             .as_ref()
@@ -772,12 +778,50 @@ impl Validator<'_> {
                 .map(|l| l.name.clone())
                 .unwrap_or_default(),
         };
+        let mut posture: Vec<String> = c.posture.iter().map(|p| p.value.clone()).collect();
+        let mut posture_failed = Vec::new();
+        let mut bad = false;
         if let Some(d) = &c.device {
-            self.diags.error(
-                d.loc,
-                "`device` in a test is not supported yet; list the posture checks in `posture`",
-            );
+            let found = parse_fingerprint(&d.value).and_then(|fp| {
+                devices
+                    .iter()
+                    .find(|dev| dev.matcher == DeviceMatch::Fingerprint(fp))
+            });
+            match found {
+                Some(dev) => {
+                    posture.extend(dev.passed.iter().cloned());
+                    posture_failed.extend(dev.failed.iter().cloned());
+                }
+                None => {
+                    self.diags.error(
+                        d.loc,
+                        format!("unknown device \"{}\": no [[device]] has this id", d.value),
+                    );
+                    bad = true;
+                }
+            }
         }
+        let mut countries = [String::new(), String::new()];
+        for (slot, given) in countries.iter_mut().zip([&c.src_country, &c.dst_country]) {
+            if let Some(code) = given {
+                if crate::geo::is_country(&code.value) {
+                    *slot = code.value.to_ascii_uppercase();
+                } else {
+                    self.diags.error(
+                        code.loc,
+                        format!(
+                            "\"{}\" is not an ISO 3166 two-letter country code",
+                            code.value
+                        ),
+                    );
+                    bad = true;
+                }
+            }
+        }
+        if bad {
+            return None;
+        }
+        let [src_country, dst_country] = countries;
         Some(TestConn {
             user,
             host,
@@ -786,7 +830,10 @@ impl Validator<'_> {
             src,
             listener,
             protocol: c.protocol.as_ref().map_or(Protocol::Tcp, |p| p.value),
-            posture: c.posture.iter().map(|p| p.value.clone()).collect(),
+            posture,
+            posture_failed,
+            src_country,
+            dst_country,
         })
     }
 

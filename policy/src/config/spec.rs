@@ -234,6 +234,8 @@ pub struct ConnSpec {
     pub protocol: Option<Located<Protocol>>,
     pub posture: Vec<Located<String>>,
     pub device: Option<Located<String>>,
+    pub src_country: Option<Located<String>>,
+    pub dst_country: Option<Located<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -426,6 +428,8 @@ impl FromToml for ConnSpec {
             protocol: t.get(r, "protocol"),
             posture: list(&mut t, r, "posture"),
             device: t.get(r, "device"),
+            src_country: t.get(r, "src_country"),
+            dst_country: t.get(r, "dst_country"),
         };
         t.finish(r);
         Some(spec)

@@ -99,6 +99,7 @@ pub fn run(args: &Args) -> ExitCode {
     }
     // Without --posture, a [[device]] matched by the client address supplies it.
     let mut posture = args.posture.clone();
+    let mut posture_failed = Vec::new();
     if posture.is_empty()
         && let Some(ip) = src.map(|s| egressd_policy::meta::canonical_ip(s.ip()))
     {
@@ -107,6 +108,7 @@ pub fn run(args: &Args) -> ExitCode {
             });
         if let Some(d) = by_source {
             posture = d.passed.clone();
+            posture_failed = d.failed.clone();
         }
     }
     let conn = TestConn {
@@ -118,6 +120,9 @@ pub fn run(args: &Args) -> ExitCode {
         listener,
         protocol,
         posture,
+        posture_failed,
+        src_country: String::new(),
+        dst_country: String::new(),
     };
     let mut geo = GeoFacts::default();
     if let Some(path) = &policy.geoip {
