@@ -53,11 +53,7 @@ impl Authenticator {
 
     /// Checks `user`/`password` against the generation's users.
     pub async fn check(&self, generation: &GenRef, user: &str, password: &str) -> AuthOutcome {
-        let Some(hash) = generation
-            .policy()
-            .user(user)
-            .and_then(|u| u.password.as_ref())
-        else {
+        let Some(hash) = generation.user(user).and_then(|u| u.password.as_ref()) else {
             return AuthOutcome::Rejected;
         };
         let digest = self.digest(password);

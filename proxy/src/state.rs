@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use egressd_policy::compile::sets::IpSet;
-use egressd_policy::model::{Device, DeviceMatch};
+use egressd_policy::model::{Device, DeviceMatch, User};
 use egressd_policy::{CompiledPolicy, Policy, artifact};
 
 use crate::geo::{GeoDb, GeoError};
@@ -23,6 +23,8 @@ pub struct Generation {
     pub geo: Option<Arc<GeoDb>>,
     /// TLS server configurations of the `https` listeners, by listener name.
     pub tls: std::collections::HashMap<String, Arc<rustls::ServerConfig>>,
+    /// `[[user]]` positions by name: a connection looks its user up once per decision.
+    users: std::collections::HashMap<String, usize>,
 }
 
 impl Generation {
@@ -36,6 +38,12 @@ impl Generation {
             None => None,
         };
         let tls = crate::tls::server_configs(&policy)?;
+        let users = policy
+            .users
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (u.name.clone(), i))
+            .collect();
         let deny = IpSet::new(&policy.settings.deny_destinations);
         let hash = artifact::content_hash(&policy);
         Ok(Generation {
@@ -45,11 +53,19 @@ impl Generation {
             hash,
             geo,
             tls,
+            users,
         })
     }
 
     pub fn policy(&self) -> &Policy {
         self.table.policy()
+    }
+
+    /// The `[[user]]` of this name.
+    pub fn user(&self, name: &str) -> Option<&User> {
+        self.users
+            .get(name)
+            .and_then(|&i| self.policy().users.get(i))
     }
 
     /// The `[[device]]` with this client-certificate fingerprint.

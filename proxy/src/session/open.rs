@@ -80,8 +80,7 @@ impl std::fmt::Display for OpenError {
 
 /// The decision for one dialled address.
 pub fn decide(generation: &Generation, conn: &ConnInfo, host: &str, dst: SocketAddr) -> Decision {
-    let policy = generation.policy();
-    let user = policy.user(&conn.user);
+    let user = generation.user(&conn.user);
     let email = conn.user.to_ascii_lowercase();
     let geo = generation.geo.as_deref();
     let src_geo = geo.and_then(|g| g.lookup(conn.client.ip()));
