@@ -13,7 +13,7 @@ use crate::config::spec::{
 };
 use crate::config::{Loaded, reader::parse_net};
 use crate::diag::{Diagnostics, Loc, Located, SourceMap};
-use crate::expr::ast::{Expr, Field, ListId};
+use crate::expr::ast::{Expr, ListId};
 use crate::expr::parse::{self, Lists};
 use crate::meta::ConnMeta;
 use crate::model::*;
@@ -917,9 +917,4 @@ fn parse_fingerprint(s: &str) -> Option<[u8; 32]> {
         *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
     Some(out)
-}
-
-/// Whether a field is one that needs a geolocation database.
-pub fn uses_geo(e: &Expr) -> bool {
-    e.tests().iter().any(|t| Field::is_geo(t.kind.field()))
 }

@@ -145,6 +145,7 @@ pub async fn run(cfg: ShardConfig, ready: std::sync::mpsc::Sender<Result<usize, 
     while !cfg.stop.load(Ordering::Relaxed) {
         glommio::timer::sleep(TICK).await;
         shard.log.flush();
+        shard.dialer.expire_cooldowns();
         if shard.dialer.sockets.borrow().needs_refill() {
             shard.dialer.refill();
         }

@@ -109,6 +109,11 @@ impl Dialer {
             .mark_down(addr, self.now_ms(), COOL_DOWN.as_millis() as u64);
     }
 
+    /// Forgets addresses whose cool-down is over (on the shard's tick).
+    pub fn expire_cooldowns(&self) {
+        self.cooldown.borrow_mut().expire(self.now_ms());
+    }
+
     /// Tops the socket pools up; sources that cannot be prepared are cooled down.
     pub fn refill(&self) {
         let failed = self.sockets.borrow_mut().refill();

@@ -58,6 +58,7 @@ fn serve_http(conn: TcpStream, peer: SocketAddr) {
         }
         let mut content_length = 0usize;
         let mut close = false;
+        let mut chunked = false;
         let mut names = Vec::new();
         loop {
             let mut line = String::new();
@@ -71,15 +72,26 @@ fn serve_http(conn: TcpStream, peer: SocketAddr) {
             if lower.starts_with("connection:") && lower.contains("close") {
                 close = true;
             }
+            if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
+                chunked = true;
+            }
             if line == "\r\n" || line == "\n" {
                 break;
             }
             names.push(line.split(':').next().unwrap_or("").to_string());
         }
-        let mut body = vec![0; content_length];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
+        let body = if chunked {
+            match read_chunked(&mut reader) {
+                Some(b) => b,
+                None => return,
+            }
+        } else {
+            let mut body = vec![0; content_length];
+            if reader.read_exact(&mut body).is_err() {
+                return;
+            }
+            body
+        };
         let path = request_line
             .split_whitespace()
             .nth(1)
@@ -107,6 +119,28 @@ fn serve_http(conn: TcpStream, peer: SocketAddr) {
         {
             return;
         }
+    }
+}
+
+/// Decodes a chunked body (trailers ignored); `None` if the stream ends or is malformed.
+fn read_chunked(reader: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let mut size_line = String::new();
+        reader.read_line(&mut size_line).ok()?;
+        let size = usize::from_str_radix(size_line.trim().split(';').next()?, 16).ok()?;
+        if size == 0 {
+            loop {
+                let mut trailer = String::new();
+                reader.read_line(&mut trailer).ok()?;
+                if trailer == "\r\n" || trailer.is_empty() {
+                    return Some(body);
+                }
+            }
+        }
+        let mut chunk = vec![0; size + 2];
+        reader.read_exact(&mut chunk).ok()?;
+        body.extend_from_slice(&chunk[..size]);
     }
 }
 
