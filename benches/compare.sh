@@ -241,16 +241,48 @@ CONF
   wait_port 21083
 }
 
-# run NAME PROTO WORKLOAD TARGET [extra loadgen args...]: one measurement into $OUT/NAME.json.
+# CPU time (clock ticks, user + system) of a process and all its descendants.
+cpu_tree() {
+  local p
+  ps -eo pid=,ppid= | awk -v root="$1" '
+    { parent[$1] = $2 }
+    END { for (p in parent) { q = p; while (q != "" && q != root && q in parent && q != parent[q]) q = parent[q]; if (q == root) print p } }' |
+  while read -r p; do
+    # Fields after "pid (comm) ": utime and stime are the 12th and 13th.
+    [ -r "/proc/$p/stat" ] && sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}'
+  done | awk '{s += $1} END {print s + 0}'
+}
+
+# "busy total" clock ticks of one CPU from /proc/stat.
+cpu_ticks() {
+  awk -v cpu="cpu$1" '$1 == cpu { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat
+}
+
+# run NAME PROTO WORKLOAD TARGET [extra loadgen args...]: one measurement into $OUT/NAME.json,
+# and the CPU the proxy, CPU 0 and CPU 1 spent over the whole run (warm-up included) into
+# $OUT/NAME.cpu.json.
 run() {
   local name=$1 proto=$2 workload=$3 target=$4; shift 4
   local proxy_args=()
   [ "$proto" != direct ] && proxy_args=(--proxy "$PROXY_ADDR")
   [ "$proto" = http-forward ] && proxy_args=(--proxy "$HTTP_ADDR")
   log "$name: $proto $workload"
+  local p0 c0a c1a p1 c0b c1b
+  p0=$( [ -n "$PROXY_PID" ] && cpu_tree "$PROXY_PID" || echo 0)
+  c0a=$(cpu_ticks "$PROXY_CPU"); c1a=$(cpu_ticks "$CLIENT_CPU")
   on_client "$LG" run --target "$target" "${proxy_args[@]}" --proto "$proto" --workload "$workload" \
     --duration "$DURATION" --warmup "$WARMUP" --threads 1 --cpus "$CLIENT_CPU" \
     --json "$OUT/$name.json" "$@" > "$OUT/$name.txt"
+  p1=$( [ -n "$PROXY_PID" ] && cpu_tree "$PROXY_PID" || echo 0)
+  c0b=$(cpu_ticks "$PROXY_CPU"); c1b=$(cpu_ticks "$CLIENT_CPU")
+  python3 - "$OUT/$name.cpu.json" "$p0" "$p1" "$c0a" "$c0b" "$c1a" "$c1b" "$(getconf CLK_TCK)" "${PROXY_PID:-}" <<'PY'
+import json, sys
+path, p0, p1, c0a, c0b, c1a, c1b, hz, pid = sys.argv[1:]
+busy = lambda a, b: (int(b.split()[0]) - int(a.split()[0])) / max(1, int(b.split()[1]) - int(a.split()[1]))
+wall = (int(c0b.split()[1]) - int(c0a.split()[1])) / int(hz)
+json.dump({"proxy_cpu_s": (int(p1) - int(p0)) / int(hz) if pid else None, "wall_s": wall,
+           "cpu0_busy": busy(c0a, c0b), "cpu1_busy": busy(c1a, c1b)}, open(path, "w"))
+PY
 }
 
 # Proves the upstream sees the configured egress address.

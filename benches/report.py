@@ -39,6 +39,23 @@ def lat(r, key):
     return r["latency_us"][key] if r else None
 
 
+def cpu(name):
+    """CPU use over the run from compare.sh: (proxy share of one CPU, CPU 0 busy, CPU 1 busy)."""
+    path = os.path.join(out, name + ".cpu.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def pct(v):
+    return "-" if v is None else f"{v * 100:.0f}%"
+
+
+def proxy_share(c):
+    return c["proxy_cpu_s"] / c["wall_s"] if c and c.get("proxy_cpu_s") is not None and c["wall_s"] else None
+
+
 def us(v):
     if v is None:
         return "-"
@@ -72,15 +89,22 @@ egr = load("egressd-socks5-churn")
 base = load("direct-churn")
 add("### churn: connect, handshake, 100-byte request, 100-byte response, close (32 connections in a closed loop)")
 add("")
-add("| proxy | connections/s | vs direct | vs egressd | p50 | p99 | errors |")
-add("|---|---:|---:|---:|---:|---:|---:|")
+add("Proxy CPU: the proxy's processes' CPU time over the run (warm-up included) as a share of one CPU, and per "
+    "connection; CPU 1 busy: the load generator's and sinks' CPU, so a row near 100% there is bound by the client side, "
+    "not by the proxy.")
+add("")
+add("| proxy | connections/s | vs direct | vs egressd | p50 | p99 | proxy CPU | proxy CPU per connection | CPU 1 busy | errors |")
+add("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for label, key in SOCKS + [("egressd HTTP forward", "egressd-http"), ("Squid HTTP forward", "squid-http"), ("HAProxy HTTP mode", "haproxy-http")]:
     r = load(key + "-churn")
     if not r:
         continue
     c = r["connections_per_s"]
+    u = cpu(key + "-churn")
+    share = proxy_share(u)
+    per_conn = us(share / c * 1e6) if share is not None and c else "-"
     add(f"| {label} | {c:,.0f} | {ratio(c, base and base['connections_per_s'])} | {ratio(c, egr and egr['connections_per_s'])} | "
-        f"{us(lat(r, 'p50'))} | {us(lat(r, 'p99'))} | {errors(r)} |")
+        f"{us(lat(r, 'p50'))} | {us(lat(r, 'p99'))} | {pct(share)} | {per_conn} | {pct(u and u['cpu1_busy'])} | {errors(r)} |")
 add("")
 add("### rr: request/response on 50 open tunnels at a fixed rate well below saturation, latency from the scheduled send")
 add("")
@@ -98,8 +122,8 @@ add("")
 for streams in (1, 4):
     add(f"### bulk: {streams} stream{'s' if streams > 1 else ''} uploading for the whole run")
     add("")
-    add("| proxy | Gbit/s | vs direct | vs egressd | errors |")
-    add("|---|---:|---:|---:|---:|")
+    add("| proxy | Gbit/s | vs direct | vs egressd | proxy CPU | CPU 1 busy | errors |")
+    add("|---|---:|---:|---:|---:|---:|---:|")
     b = load(f"direct-bulk{streams}")
     e = load(f"egressd-socks5-bulk{streams}")
     for label, key in SOCKS:
@@ -107,7 +131,9 @@ for streams in (1, 4):
         if not r:
             continue
         g = r["gbit_per_s"]
-        add(f"| {label} | {g:.2f} | {ratio(g, b and b['gbit_per_s'])} | {ratio(g, e and e['gbit_per_s'])} | {errors(r)} |")
+        u = cpu(f"{key}-bulk{streams}")
+        add(f"| {label} | {g:.2f} | {ratio(g, b and b['gbit_per_s'])} | {ratio(g, e and e['gbit_per_s'])} | "
+            f"{pct(proxy_share(u))} | {pct(u and u['cpu1_busy'])} | {errors(r)} |")
     add("")
 add("### idle: resident memory per idle tunnel")
 add("")

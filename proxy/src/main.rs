@@ -10,6 +10,7 @@ mod dns;
 mod egress;
 mod files;
 mod geo;
+mod listen;
 mod relay;
 mod run;
 mod session;

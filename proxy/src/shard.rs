@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 
 use egressd_policy::model::{Auth, ListenerProtocol};
 use futures_lite::FutureExt;
-use glommio::net::TcpListener;
 
 use crate::accesslog::AccessLog;
 use crate::auth::Authenticator;
 use crate::dns::{Resolver, ResolverConfig};
 use crate::egress::dial::Dialer;
+use crate::listen::Listener;
 use crate::relay::BufPool;
 use crate::session;
 use crate::state::{GenRef, GenerationCache, Shared};
@@ -31,6 +31,9 @@ const TICK: Duration = Duration::from_millis(50);
 #[derive(Debug, Clone)]
 pub struct ListenerSpec {
     pub name: Rc<str>,
+    /// The bound address when it names one address (what clients reached); for an
+    /// unspecified address each connection asks the kernel.
+    pub local: Option<SocketAddr>,
     pub protocols: Vec<ListenerProtocol>,
     pub auth: Auth,
 }
@@ -122,10 +125,11 @@ pub async fn run(cfg: ShardConfig, ready: std::sync::mpsc::Sender<Result<usize, 
     });
     let mut accepting = Vec::new();
     for (name, addr, protocols, auth) in &cfg.listeners {
-        match TcpListener::bind(addr) {
+        match Listener::bind(*addr) {
             Ok(listener) => {
                 let spec = Rc::new(ListenerSpec {
                     name: name.as_str().into(),
+                    local: (!addr.ip().is_unspecified()).then_some(*addr),
                     protocols: protocols.clone(),
                     auth: *auth,
                 });
@@ -169,10 +173,19 @@ pub async fn run(cfg: ShardConfig, ready: std::sync::mpsc::Sender<Result<usize, 
     shard.log.flush();
 }
 
-async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, spec: Rc<ListenerSpec>) {
+/// Connections accepted in a row before the accept loop lets other tasks run.
+const ACCEPT_BATCH: u32 = 64;
+
+async fn accept_loop(shard: Rc<Shard>, listener: Listener, spec: Rc<ListenerSpec>) {
+    let mut since_yield = 0;
     loop {
-        let stream = match listener.accept().await {
-            Ok(s) => s,
+        since_yield += 1;
+        if since_yield > ACCEPT_BATCH {
+            since_yield = 0;
+            futures_lite::future::yield_now().await;
+        }
+        let accepted = match listener.accept().await {
+            Ok(a) => a,
             Err(e) => {
                 // Out of descriptors and the like: back off instead of spinning.
                 tracing::warn!(listener = %spec.name, error = %e, "accept failed");
@@ -185,7 +198,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, spec: Rc<ListenerS
                 .counters
                 .rejected_limit
                 .set(shard.counters.rejected_limit.get() + 1);
-            drop(stream);
+            drop(accepted);
             continue;
         }
         shard
@@ -197,7 +210,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, spec: Rc<ListenerS
         let (shard, spec) = (shard.clone(), spec.clone());
         let fut = async move {
             let _guard = guard;
-            let task = AssertUnwindSafe(session::handle(shard.clone(), stream, spec.clone()));
+            let task = AssertUnwindSafe(session::handle(shard.clone(), accepted, spec.clone()));
             if let Err(panic) = task.catch_unwind().await {
                 shard.counters.panics.set(shard.counters.panics.get() + 1);
                 let what = panic

@@ -1,9 +1,19 @@
-//! The one room for `unsafe`: socket options socket2 has no setter for. Each call passes a
-//! valid descriptor borrowed from a live socket and a correctly sized option value.
+//! The one room for `unsafe`: socket options socket2 has no setter for, and handing a
+//! listening socket to glommio (whose only way in is `FromRawFd`). Each call passes a valid
+//! descriptor borrowed from, or owned by, a live socket and a correctly sized option value.
 #![allow(unsafe_code)]
 
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+
+/// Gives a bound, listening socket to glommio. glommio's own `TcpListener::bind` offers no
+/// way to set options first, nor to reach the descriptor afterwards.
+pub fn glommio_listener(socket: socket2::Socket) -> glommio::net::TcpListener {
+    let fd = socket.into_raw_fd();
+    // SAFETY: `fd` was just released by its only owner, so the listener becomes its sole
+    // owner and closes it once; the caller bound it and made it listen.
+    unsafe { glommio::net::TcpListener::from_raw_fd(fd) }
+}
 
 /// IP_BIND_ADDRESS_NO_PORT: bind the source address now but pick the port at connect time,
 /// so pre-bound sockets do not each reserve one of the address's ephemeral ports.

@@ -236,7 +236,10 @@ pub async fn serve<S: ClientIo>(
         let conn = ConnInfo {
             listener: listener.name.clone(),
             client: rec.client.unwrap_or(UNSPECIFIED),
-            local: client.tcp().local_addr().unwrap_or(UNSPECIFIED),
+            local: listener
+                .local
+                .or_else(|| client.tcp().local_addr().ok())
+                .unwrap_or(UNSPECIFIED),
             user,
             device: cert.as_ref().map(|c| c.fingerprint),
         };

@@ -15,6 +15,7 @@ use glommio::net::TcpStream;
 
 use crate::accesslog::{ConnRecord, rfc3339};
 use crate::egress::dial::DialError;
+use crate::listen::Accepted;
 use crate::relay::{RelayEnd, relay};
 use crate::shard::{ListenerSpec, Shard};
 use crate::state::GenRef;
@@ -221,17 +222,18 @@ async fn serve_tls(
     finish(next, shard, generation, rec).await
 }
 
-pub async fn handle(shard: Rc<Shard>, mut stream: TcpStream, listener: Rc<ListenerSpec>) {
+pub async fn handle(shard: Rc<Shard>, accepted: Accepted, listener: Rc<ListenerSpec>) {
+    // TCP_NODELAY came with the socket from the listener.
+    let Accepted { mut stream, peer } = accepted;
     let started = Instant::now();
     let generation = shard.current();
     let mut rec = ConnRecord {
         time: rfc3339(SystemTime::now()),
         listener: listener.name.to_string(),
-        client: stream.peer_addr().ok(),
+        client: peer,
         generation: generation.id,
         ..ConnRecord::default()
     };
-    let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(generation.policy().settings.handshake_timeout));
     let outcome = if listener.protocols.contains(&ListenerProtocol::Https) {
         Box::pin(serve_tls(&shard, &generation, &listener, stream, &mut rec)).await

@@ -151,7 +151,10 @@ pub async fn serve(
     let conn = ConnInfo {
         listener: listener.name.clone(),
         client: rec.client.unwrap_or(UNSPECIFIED),
-        local: stream.local_addr().unwrap_or(UNSPECIFIED),
+        local: listener
+            .local
+            .or_else(|| stream.local_addr().ok())
+            .unwrap_or(UNSPECIFIED),
         user,
         device: None,
     };
