@@ -81,6 +81,16 @@ wait_port() {
   return 1
 }
 
+# Waits (at most 70 s) until the TIME_WAIT sockets of earlier runs have mostly expired, so a
+# proxy's churn does not start in the ephemeral-port state the previous proxy left behind.
+settle() {
+  local i
+  for i in $(seq 1 70); do
+    [ "$(ss -tan state time-wait | wc -l)" -lt 2000 ] && return 0
+    sleep 1
+  done
+}
+
 # Starts a sink; prints its address.
 start_sink() {
   local name=$1; shift
@@ -150,6 +160,7 @@ CONF
 }
 
 start_egressd() {
+  settle
   local rules=${1:-1}
   egressd_config "$rules" > "$WORK/egressd-$rules.toml"
   taskset -c "$PROXY_CPU" "$EGRESSD" run -c "$WORK/egressd-$rules.toml" > /dev/null 2> "$WORK/egressd-$rules.log" &
@@ -159,6 +170,7 @@ start_egressd() {
 }
 
 start_dante() {
+  settle
   cat > "$WORK/danted.conf" <<CONF
 logoutput: $WORK/danted.log
 internal: 127.0.0.1 port = 21080
@@ -180,6 +192,7 @@ CONF
 # connections sit in TIME_WAIT, so each start takes the next port.
 MICROSOCKS_PORT=21180
 start_microsocks() {
+  settle
   MICROSOCKS_PORT=$((MICROSOCKS_PORT + 1))
   taskset -c "$PROXY_CPU" microsocks -i 127.0.0.1 -p "$MICROSOCKS_PORT" -b 127.0.0.4 > /dev/null 2>&1 &
   PROXY_PID=$!
@@ -189,6 +202,7 @@ start_microsocks() {
 }
 
 start_squid() {
+  settle
   cat > "$WORK/squid.conf" <<CONF
 http_port 127.0.0.1:21082
 tcp_outgoing_address 127.0.0.5
@@ -215,6 +229,7 @@ CONF
 # HAProxy relays to one fixed server: a plain TCP relay to the sink of the workload at hand
 # (the no-handshake upper bound), and an HTTP-mode listener in front of the HTTP sink.
 start_haproxy() {
+  settle
   local tcp_target=$1
   cat > "$WORK/haproxy.cfg" <<CONF
 global
@@ -323,6 +338,7 @@ workloads() {
 
 if [ "$ONLY" = all ]; then
 log "direct"
+settle
 PROXY_ADDR=
 check_egress direct 127.0.0.1
 run direct-churn direct churn "$ECHO" --connections "$CHURN_CONNS" --request-size 100 --response-size 100
