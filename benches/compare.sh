@@ -298,6 +298,9 @@ wall = (int(c0b.split()[1]) - int(c0a.split()[1])) / int(hz)
 json.dump({"proxy_cpu_s": (int(p1) - int(p0)) / int(hz) if pid else None, "wall_s": wall,
            "cpu0_busy": busy(c0a, c0b), "cpu1_busy": busy(c1a, c1b)}, open(path, "w"))
 PY
+  # A churn leaves its client ports in TIME_WAIT; they may be reused (tcp_tw_reuse) once a
+  # second old, so the next run's connects do not fail for want of a port.
+  if [ "$workload" = churn ]; then sleep 2; fi
 }
 
 # Proves the upstream sees the configured egress address.

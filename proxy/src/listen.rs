@@ -68,9 +68,7 @@ impl Listener {
 mod tests {
     use super::*;
 
-    fn on_executor<F: Future<Output = ()> + 'static>(
-        f: impl FnOnce() -> F + Send + 'static,
-    ) {
+    fn on_executor<F: Future<Output = ()> + 'static>(f: impl FnOnce() -> F + Send + 'static) {
         glommio::LocalExecutorBuilder::default()
             .io_memory(64 << 10)
             .spawn(f)

@@ -66,6 +66,29 @@ impl Pending<'_> {
     }
 }
 
+/// Moves into `out`, after the head already encoded there, the part of the body that has
+/// already arrived in `pending`, so that head and body leave in one write (one segment, one
+/// wake-up of the peer) instead of two; returns the framing of what is still to come.
+/// Nothing is waited for: a head goes out at once even when its body has not arrived (a
+/// client sending `Expect: 100-continue` waits for the answer to the head). Chunked bodies
+/// are left whole to `copy_body`, which finds where they end.
+fn attach_ready_body(body: Body, pending: &mut Vec<u8>, out: &mut Vec<u8>) -> Body {
+    match body {
+        Body::Length(left) => {
+            let n = usize::try_from(left)
+                .unwrap_or(usize::MAX)
+                .min(pending.len());
+            out.extend(pending.drain(..n));
+            Body::Length(left - n as u64)
+        }
+        Body::UntilClose => {
+            out.append(pending);
+            Body::UntilClose
+        }
+        other => other,
+    }
+}
+
 /// Copies a message body framed as `body` from `from` to `to`. Returns bytes copied and
 /// whether the body ended with the connection (UntilClose).
 async fn copy_body<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
@@ -334,6 +357,7 @@ pub async fn serve<S: ClientIo>(
         };
         let mut out = Vec::with_capacity(1024);
         wire::encode_forward_head(&head, &mut out);
+        let body = attach_ready_body(body, &mut buf, &mut out);
         if up.stream.write_all(&out).await.is_err() {
             send_error(&mut client, 502, &[]).await;
             return Next::Done("upstream_error");
@@ -396,6 +420,7 @@ pub async fn serve<S: ClientIo>(
         let (response, body) = response;
         let mut out = Vec::with_capacity(512);
         wire::encode_response_head(&response, keep, &mut out);
+        let body = attach_ready_body(body, &mut up.buf, &mut out);
         if client.write_all(&out).await.is_err() {
             return Next::Done("client_error");
         }
@@ -411,5 +436,73 @@ pub async fn serve<S: ClientIo>(
         if !response.keep_alive() {
             upstream = None;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attach(body: Body, pending: &[u8]) -> (Body, Vec<u8>, Vec<u8>) {
+        let mut pending = pending.to_vec();
+        let mut out = b"HEAD|".to_vec();
+        let rest = attach_ready_body(body, &mut pending, &mut out);
+        (rest, out, pending)
+    }
+
+    #[test]
+    fn a_body_that_has_arrived_leaves_with_its_head() {
+        assert_eq!(
+            attach(Body::Length(5), b"hello"),
+            (Body::Length(0), b"HEAD|hello".to_vec(), vec![])
+        );
+    }
+
+    #[test]
+    fn only_the_arrived_part_is_attached_and_the_rest_is_still_expected() {
+        assert_eq!(
+            attach(Body::Length(10), b"hel"),
+            (Body::Length(7), b"HEAD|hel".to_vec(), vec![])
+        );
+        assert_eq!(
+            attach(Body::Length(10), b""),
+            (Body::Length(10), b"HEAD|".to_vec(), vec![])
+        );
+    }
+
+    #[test]
+    fn bytes_of_the_next_message_stay_behind() {
+        assert_eq!(
+            attach(Body::Length(2), b"hiGET / HTTP/1.1\r\n"),
+            (
+                Body::Length(0),
+                b"HEAD|hi".to_vec(),
+                b"GET / HTTP/1.1\r\n".to_vec()
+            )
+        );
+        assert_eq!(
+            attach(Body::None, b"GET /next HTTP/1.1\r\n"),
+            (
+                Body::None,
+                b"HEAD|".to_vec(),
+                b"GET /next HTTP/1.1\r\n".to_vec()
+            )
+        );
+    }
+
+    #[test]
+    fn until_close_takes_everything_and_chunked_is_left_to_the_scanner() {
+        assert_eq!(
+            attach(Body::UntilClose, b"abc"),
+            (Body::UntilClose, b"HEAD|abc".to_vec(), vec![])
+        );
+        assert_eq!(
+            attach(Body::Chunked, b"3\r\nabc\r\n0\r\n\r\n"),
+            (
+                Body::Chunked,
+                b"HEAD|".to_vec(),
+                b"3\r\nabc\r\n0\r\n\r\n".to_vec()
+            )
+        );
     }
 }
