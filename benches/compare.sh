@@ -29,6 +29,7 @@ ONLY=${ONLY:-all}
 
 PIDS=()
 cleanup() {
+  [ -n "${PROXY_PID:-}" ] && stop_proxy
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   pkill -f "$WORK" 2>/dev/null || true
   wait 2>/dev/null || true
@@ -91,12 +92,14 @@ settle() {
   done
 }
 
-# Starts a sink; prints its address.
+# Starts a sink and sets SINK to its address. (Not run in a command substitution: the PID
+# must reach PIDS in this shell, or the cleanup would leave the sink running.)
+SINK=
 start_sink() {
   local name=$1; shift
   taskset -c "$CLIENT_CPU" "$LG" sink --listen 127.0.0.1:0 --threads 1 --cpus "$CLIENT_CPU" "$@" > "$WORK/sink-$name.out" 2>&1 &
   PIDS+=($!)
-  wait_line "$WORK/sink-$name.out" '^listening ' | awk '{print $2}'
+  SINK=$(wait_line "$WORK/sink-$name.out" '^listening ' | awk '{print $2}')
 }
 
 # Resident memory (KiB) of a process and all its descendants.
@@ -109,10 +112,10 @@ rss_tree() {
     }'
 }
 
-PEER=$(start_sink peer --mode peer)
-ECHO=$(start_sink echo --mode echo)
-DISCARD=$(start_sink discard --mode discard)
-HTTP=$(start_sink http --mode http --response-size 100)
+start_sink peer --mode peer; PEER=$SINK
+start_sink echo --mode echo; ECHO=$SINK
+start_sink discard --mode discard; DISCARD=$SINK
+start_sink http --mode http --response-size 100; HTTP=$SINK
 log "sinks: peer $PEER echo $ECHO discard $DISCARD http $HTTP"
 
 # --- proxies --------------------------------------------------------------------------------
@@ -330,13 +333,20 @@ idle() {
     "$(grep -oE '^idle: [0-9]+' "$WORK/idle-$name.out" | awk '{print $2}' || echo 0)" > "$OUT/$name.rss.json"
 }
 
-workloads() {
-  local who=$1 proto=$2 ip=$3
-  check_egress "$proto" "$ip"
-  run "$who-churn" "$proto" churn "$ECHO" --connections "$CHURN_CONNS" --request-size 100 --response-size 100
+# Each proxy's churn runs come last: a proxy that binds its outgoing sockets to a port-0
+# address (microsocks -b, Squid tcp_outgoing_address, Dante external) leaves ports in
+# TIME_WAIT that connect() may not reuse, and for a minute other connections on the machine
+# can run out of ephemeral ports. The next proxy starts once they have expired (settle).
+steady() {
+  local who=$1 proto=$2
   run "$who-rr" "$proto" rr "$ECHO" --connections 50 --rate "$RATE" --request-size 100 --response-size 100
   run "$who-bulk1" "$proto" bulk "$DISCARD" --streams 1
   run "$who-bulk4" "$proto" bulk "$DISCARD" --streams 4
+}
+
+churn() {
+  local who=$1 proto=$2
+  run "$who-churn" "$proto" churn "$ECHO" --connections "$CHURN_CONNS" --request-size 100 --response-size 100
 }
 
 if [ "$ONLY" = all ]; then
@@ -344,16 +354,16 @@ log "direct"
 settle
 PROXY_ADDR=
 check_egress direct 127.0.0.1
-run direct-churn direct churn "$ECHO" --connections "$CHURN_CONNS" --request-size 100 --response-size 100
-run direct-rr direct rr "$ECHO" --connections 50 --rate "$RATE" --request-size 100 --response-size 100
-run direct-bulk1 direct bulk "$DISCARD" --streams 1
-run direct-bulk4 direct bulk "$DISCARD" --streams 4
+steady direct direct
+churn direct direct
 
 start_egressd 1
-workloads egressd-socks5 socks5 127.0.0.2
+check_egress socks5 127.0.0.2
+steady egressd-socks5 socks5
+run egressd-http-rr http-forward rr "$HTTP" --connections 50 --rate "$RATE"
+churn egressd-socks5 socks5
 run egressd-socks5auth-churn socks5 churn "$ECHO" --connections "$CHURN_CONNS" --user bench --password bench
 run egressd-connect-churn http-connect churn "$ECHO" --connections "$CHURN_CONNS"
-run egressd-http-rr http-forward rr "$HTTP" --connections 50 --rate "$RATE"
 run egressd-http-churn http-forward churn "$HTTP" --connections "$CHURN_CONNS"
 stop_proxy
 
@@ -366,16 +376,22 @@ run egressd1-churn socks5 churn "$ECHO" --connections "$CHURN_CONNS" --request-s
 stop_proxy
 
 start_dante
-workloads dante socks5 127.0.0.3
+check_egress socks5 127.0.0.3
+steady dante socks5
+churn dante socks5
 stop_proxy
 
 start_microsocks
-workloads microsocks socks5 127.0.0.4
+check_egress socks5 127.0.0.4
+steady microsocks socks5
+churn microsocks socks5
 stop_proxy
 
 start_squid
-workloads squid http-connect 127.0.0.5
+check_egress http-connect 127.0.0.5
+steady squid http-connect
 run squid-http-rr http-forward rr "$HTTP" --connections 50 --rate "$RATE"
+churn squid http-connect
 run squid-http-churn http-forward churn "$HTTP" --connections "$CHURN_CONNS"
 stop_proxy
 
@@ -384,15 +400,15 @@ start_haproxy "$PEER"
 on_client "$LG" run --target "$PROXY_ADDR" --proto direct --workload churn --duration 200ms --warmup 0s \
   --threads 1 --connections 1 --expect-egress 127.0.0.6 > "$WORK/check.txt"
 stop_proxy
-start_haproxy "$ECHO"
-run haproxy-churn direct churn "$PROXY_ADDR" --connections "$CHURN_CONNS" --request-size 100 --response-size 100
-run haproxy-rr direct rr "$PROXY_ADDR" --connections 50 --rate "$RATE" --request-size 100 --response-size 100
-run haproxy-http-rr http-forward rr "$HTTP" --connections 50 --rate "$RATE"
-run haproxy-http-churn http-forward churn "$HTTP" --connections "$CHURN_CONNS"
-stop_proxy
 start_haproxy "$DISCARD"
 run haproxy-bulk1 direct bulk "$PROXY_ADDR" --streams 1
 run haproxy-bulk4 direct bulk "$PROXY_ADDR" --streams 4
+stop_proxy
+start_haproxy "$ECHO"
+run haproxy-rr direct rr "$PROXY_ADDR" --connections 50 --rate "$RATE" --request-size 100 --response-size 100
+run haproxy-http-rr http-forward rr "$HTTP" --connections 50 --rate "$RATE"
+run haproxy-churn direct churn "$PROXY_ADDR" --connections "$CHURN_CONNS" --request-size 100 --response-size 100
+run haproxy-http-churn http-forward churn "$HTTP" --connections "$CHURN_CONNS"
 stop_proxy
 fi
 
