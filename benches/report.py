@@ -39,7 +39,21 @@ def lat(r, key):
     return r["latency_us"][key] if r else None
 
 
-def cpu(name):
+def load_rr(name):
+    """The rr runs NAME, NAME.2, ... merged: the median of each figure, errors summed."""
+    runs = [r for r in [load(name)] + [load(f"{name}.{i}") for i in range(2, 10)] if r]
+    if not runs:
+        return None
+    mid = lambda xs: sorted(xs)[len(xs) // 2]
+    merged = dict(runs[0])
+    merged["requests_per_s"] = mid([r["requests_per_s"] for r in runs])
+    merged["latency_us"] = {k: mid([r["latency_us"][k] for r in runs]) for k in runs[0]["latency_us"]}
+    merged["errors"] = {k: sum(r["errors"].get(k, 0) for r in runs) for k in runs[0]["errors"]}
+    merged["runs"] = len(runs)
+    return merged
+
+
+def cpu_use(name):
     """CPU use over the run from compare.sh: (proxy share of one CPU, CPU 0 busy, CPU 1 busy)."""
     path = os.path.join(out, name + ".cpu.json")
     if not os.path.exists(path):
@@ -100,7 +114,7 @@ for label, key in SOCKS + [("egressd HTTP forward", "egressd-http"), ("Squid HTT
     if not r:
         continue
     c = r["connections_per_s"]
-    u = cpu(key + "-churn")
+    u = cpu_use(key + "-churn")
     share = proxy_share(u)
     per_conn = us(share / c * 1e6) if share is not None and c else "-"
     add(f"| {label} | {c:,.0f} | {ratio(c, base and base['connections_per_s'])} | {ratio(c, egr and egr['connections_per_s'])} | "
@@ -108,11 +122,15 @@ for label, key in SOCKS + [("egressd HTTP forward", "egressd-http"), ("Squid HTT
 add("")
 add("### rr: request/response on 50 open tunnels at a fixed rate well below saturation, latency from the scheduled send")
 add("")
+rr_runs = (load_rr("direct-rr") or {}).get("runs", 1)
+add(f"Each row is the median, figure by figure, of {rr_runs} back-to-back run{'s' if rr_runs > 1 else ''}: a single run's tail on this shared VM moves "
+    "by hundreds of microseconds from run to run. Added latency is the row's figure minus direct's.")
+add("")
 add("| proxy | requests/s | p50 | p99 | p99.9 | added p50 | added p99 | added p99.9 | errors |")
 add("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-d = load("direct-rr")
+d = load_rr("direct-rr")
 for label, key, ref in [(l, k + "-rr", d) for l, k in SOCKS] + [("egressd HTTP forward", "egressd-http-rr", d), ("Squid HTTP forward", "squid-http-rr", d), ("HAProxy HTTP mode", "haproxy-http-rr", d)]:
-    r = load(key)
+    r = load_rr(key)
     if not r:
         continue
     added = [lat(r, k) - lat(ref, k) if ref else None for k in ("p50", "p99", "p999")]
@@ -131,7 +149,7 @@ for streams in (1, 4):
         if not r:
             continue
         g = r["gbit_per_s"]
-        u = cpu(f"{key}-bulk{streams}")
+        u = cpu_use(f"{key}-bulk{streams}")
         add(f"| {label} | {g:.2f} | {ratio(g, b and b['gbit_per_s'])} | {ratio(g, e and e['gbit_per_s'])} | "
             f"{pct(proxy_share(u))} | {pct(u and u['cpu1_busy'])} | {errors(r)} |")
     add("")
