@@ -126,16 +126,19 @@ rr_runs = (load_rr("direct-rr") or {}).get("runs", 1)
 add(f"Each row is the median, figure by figure, of {rr_runs} back-to-back run{'s' if rr_runs > 1 else ''}: a single run's tail on this shared VM moves "
     "by hundreds of microseconds from run to run. Added latency is the row's figure minus direct's.")
 add("")
-add("| proxy | requests/s | p50 | p99 | p99.9 | added p50 | added p99 | added p99.9 | errors |")
-add("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+add("| proxy | requests/s | p50 | p99 | p99.9 | added p50 | added p99 | added p99.9 | p99 vs direct | added p99 vs egressd | errors |")
+add("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 d = load_rr("direct-rr")
+e_rr = load_rr("egressd-socks5-rr")
+e_added = lat(e_rr, "p99") - lat(d, "p99") if e_rr and d else None
 for label, key, ref in [(l, k + "-rr", d) for l, k in SOCKS] + [("egressd HTTP forward", "egressd-http-rr", d), ("Squid HTTP forward", "squid-http-rr", d), ("HAProxy HTTP mode", "haproxy-http-rr", d)]:
     r = load_rr(key)
     if not r:
         continue
     added = [lat(r, k) - lat(ref, k) if ref else None for k in ("p50", "p99", "p999")]
     add(f"| {label} | {r['requests_per_s']:,.0f} | {us(lat(r, 'p50'))} | {us(lat(r, 'p99'))} | {us(lat(r, 'p999'))} | "
-        + " | ".join(us(a) for a in added) + f" | {errors(r)} |")
+        + " | ".join(us(a) for a in added)
+        + f" | {ratio(lat(r, 'p99'), lat(ref, 'p99') if ref else None)} | {ratio(added[1], e_added) if key != 'direct-rr' else '-'} | {errors(r)} |")
 add("")
 for streams in (1, 4):
     add(f"### bulk: {streams} stream{'s' if streams > 1 else ''} uploading for the whole run")
@@ -155,8 +158,9 @@ for streams in (1, 4):
     add("")
 add("### idle: resident memory per idle tunnel")
 add("")
-add("| proxy | tunnels | RSS before | RSS with tunnels | per tunnel |")
-add("|---|---:|---:|---:|---:|")
+add("| proxy | tunnels | RSS before | RSS with tunnels | per tunnel | vs egressd |")
+add("|---|---:|---:|---:|---:|---:|")
+idle_rows = []
 for label, key in [("egressd", "egressd-idle"), ("Dante", "dante-idle"), ("microsocks", "microsocks-idle"), ("Squid", "squid-idle")]:
     path = os.path.join(out, key + ".rss.json")
     if not os.path.exists(path):
@@ -164,7 +168,10 @@ for label, key in [("egressd", "egressd-idle"), ("Dante", "dante-idle"), ("micro
     r = json.load(open(path))
     n = r["tunnels"] or 0
     per = (r["rss_after_kib"] - r["rss_before_kib"]) * 1024 / n if n else 0
-    add(f"| {label} | {n:,} | {r['rss_before_kib'] / 1024:.1f} MiB | {r['rss_after_kib'] / 1024:.1f} MiB | {per:,.0f} bytes |")
+    idle_rows.append((label, n, r, per))
+e_per = next((per for label, _, _, per in idle_rows if label == "egressd"), None)
+for label, n, r, per in idle_rows:
+    add(f"| {label} | {n:,} | {r['rss_before_kib'] / 1024:.1f} MiB | {r['rss_after_kib'] / 1024:.1f} MiB | {per:,.0f} bytes | {ratio(per, e_per)} |")
 add("")
 add("### egressd with a 10,000-rule policy against a 1-rule policy (churn, SOCKS5)")
 add("")
