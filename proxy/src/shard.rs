@@ -150,6 +150,7 @@ pub async fn run(cfg: ShardConfig, ready: std::sync::mpsc::Sender<Result<usize, 
         glommio::timer::sleep(TICK).await;
         shard.log.flush();
         shard.dialer.expire_cooldowns();
+        shard.dialer.expire_idle();
         if shard.dialer.sockets.borrow().needs_refill() {
             shard.dialer.refill();
         }

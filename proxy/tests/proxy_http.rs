@@ -282,3 +282,109 @@ print(c.getresponse().read().decode())
         "127.0.0.2\n127.0.0.2\n"
     );
 }
+
+/// Waits until the access log holds `n` records: a client's record is written when its
+/// session has ended, after its upstream connection was parked.
+fn wait_records(proxy: &Proxy, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while proxy.access_log().len() < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            proxy.access_log()
+        );
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn idle_upstream_connections_serve_later_clients_leaving_from_the_same_address_only() {
+    let up = Upstream::start("127.0.0.1:0");
+    // Idle connections are kept per shard: one shard, so every client reaches the same.
+    let proxy = Proxy::start(&config(1).replace("[proxy]", "[proxy]\nshards = 1"));
+    let p = format!("http://{}", proxy.addr);
+    // Two clients one after the other, anonymous (the catch-all: the kernel's source).
+    let (code, first, err) = curl(&["-x", &p, &up.url("/port")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(first.starts_with("127.0.0.1:"), "{first}");
+    wait_records(&proxy, 1);
+    let (_, second, _) = curl(&["-x", &p, &up.url("/port")]);
+    assert_eq!(
+        second, first,
+        "the second client's request went over the first one's idle upstream connection"
+    );
+    assert_eq!(up.connections(), 1);
+    wait_records(&proxy, 2);
+    // alice's rule leaves from 127.0.0.2: the idle connection from 127.0.0.1 is not hers.
+    let (_, alice, _) = curl(&["-x", &p, "-U", "alice:alice-pw", &up.url("/port")]);
+    assert!(alice.starts_with("127.0.0.2:"), "{alice}");
+    assert_eq!(up.connections(), 2);
+    wait_records(&proxy, 3);
+    let (_, again, _) = curl(&["-x", &p, "-U", "alice:alice-pw", &up.url("/port")]);
+    assert_eq!(
+        again, alice,
+        "alice's next request reuses the connection from her address"
+    );
+    wait_records(&proxy, 4);
+    let (_, anonymous, _) = curl(&["-x", &p, &up.url("/port")]);
+    assert_eq!(anonymous, first);
+    assert_eq!(up.connections(), 2);
+    // A CONNECT tunnel never gets an idle connection: its bytes are the client's own.
+    let (code, tunnelled, err) = curl(&["-p", "-x", &p, &up.url("/port")]);
+    assert_eq!(code, 0, "{err}");
+    assert_ne!(tunnelled, first);
+    assert_eq!(up.connections(), 3);
+}
+
+/// An HTTP/1.1 server that answers the first request on each connection (keep-alive) and
+/// closes, without answering, on the next one: what a server whose keep-alive timeout runs
+/// out just as a request arrives looks like.
+fn one_answer_per_connection() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            count.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if conn.read(&mut byte).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst");
+                // The next request: read a byte of it, then close without a word.
+                let _ = conn.read(&mut byte);
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[test]
+fn a_kept_connection_closed_by_the_server_is_replaced_and_the_request_sent_again() {
+    let (addr, accepted) = one_answer_per_connection();
+    let proxy = Proxy::start(&config(1).replace("[proxy]", "[proxy]\nshards = 1"));
+    let p = format!("http://{}", proxy.addr);
+    let url = format!("http://{addr}/");
+    let (code, body, err) = curl(&["-x", &p, &url]);
+    assert_eq!((code, body.as_str()), (0, "first"), "{err}");
+    wait_records(&proxy, 1);
+    // Over the parked connection the server hangs up; the proxy sends the request again on a
+    // new connection and the client never notices.
+    let (code, body, err) = curl(&["-x", &p, &url]);
+    assert_eq!((code, body.as_str()), (0, "first"), "{err}");
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+    // Within one client connection too (keep-alive to the same target).
+    let (code, body, err) = curl(&["-x", &p, "-w", "|", &url, &url]);
+    assert_eq!((code, body.as_str()), (0, "first|first|"), "{err}");
+}

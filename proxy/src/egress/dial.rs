@@ -3,6 +3,7 @@
 //! kernel's choice for `default`; from the client's own entry address for `ingress`.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -21,13 +22,41 @@ use crate::state::Generation;
 /// How long an address that failed for a local reason is skipped.
 pub const COOL_DOWN: Duration = Duration::from_secs(10);
 
+/// How long an idle upstream connection is kept for another forwarded request.
+const IDLE_FOR: Duration = Duration::from_secs(15);
+/// Idle upstream connections kept per (source, destination), and per shard.
+const IDLE_PER_KEY: usize = 16;
+const IDLE_PER_SHARD: usize = 512;
+
+/// Where an upstream connection leaves from and goes to. A connection is only ever reused for
+/// a dial with the same key, so reuse never changes the egress address, device or mark.
+pub type ReuseKey = (SourceSpec, SocketAddr);
+
 /// Per-shard dialing state.
 #[derive(Debug)]
 pub struct Dialer {
     pub sockets: RefCell<SocketPools>,
     pub cooldown: RefCell<Cooldown>,
+    idle: RefCell<IdleConns>,
     epoch: Instant,
     seq: std::cell::Cell<u64>,
+}
+
+/// Upstream connections left idle after a keep-alive HTTP response (plain-HTTP forwarding).
+#[derive(Debug, Default)]
+struct IdleConns {
+    by_key: HashMap<ReuseKey, Vec<(TcpStream, Instant)>>,
+    count: usize,
+}
+
+/// True while the peer has neither closed nor sent anything: an idle HTTP connection.
+fn still_idle(stream: &TcpStream) -> bool {
+    let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+    matches!(
+        socket2::SockRef::from(stream)
+            .recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock
+    )
 }
 
 /// Who is dialing, for sticky IPv6 selection and ingress.
@@ -37,6 +66,9 @@ pub struct DialCtx {
     pub client: SocketAddr,
     /// The local address the client connected to.
     pub ingress: SocketAddr,
+    /// Take an idle connection to the same destination from the same source when there is
+    /// one (plain-HTTP forwarding; never for tunnels, whose bytes are the client's own).
+    pub reuse_idle: bool,
 }
 
 #[derive(Debug)]
@@ -47,6 +79,11 @@ pub struct Dialed {
     pub pool: Option<String>,
     /// Why the connection did not leave from the pool, when it fell back.
     pub fallback: Option<String>,
+    /// Where it leaves from and goes to, to park it for reuse (`Dialer::park`).
+    pub reuse_key: ReuseKey,
+    /// Taken from the idle connections rather than dialled: the server may have closed it a
+    /// moment ago, so a request that gets no answer at all may be sent again on a new one.
+    pub reused: bool,
 }
 
 #[derive(Debug)]
@@ -94,6 +131,7 @@ impl Dialer {
         Dialer {
             sockets: RefCell::new(SocketPools::new(depth)),
             cooldown: RefCell::new(Cooldown::default()),
+            idle: RefCell::new(IdleConns::default()),
             epoch: Instant::now(),
             seq: std::cell::Cell::new(0),
         }
@@ -114,6 +152,53 @@ impl Dialer {
         self.cooldown.borrow_mut().expire(self.now_ms());
     }
 
+    /// Keeps an upstream connection whose last HTTP response left it open and idle, for the
+    /// next forwarded request with the same key (dropped, and so closed, when full).
+    pub fn park(&self, key: ReuseKey, stream: TcpStream) {
+        let mut idle = self.idle.borrow_mut();
+        if idle.count >= IDLE_PER_SHARD {
+            return;
+        }
+        let list = idle.by_key.entry(key).or_default();
+        if list.len() < IDLE_PER_KEY {
+            list.push((stream, Instant::now()));
+            idle.count += 1;
+        }
+    }
+
+    /// The most recently parked connection for `key` that is still open and idle.
+    fn take_idle(&self, key: &ReuseKey) -> Option<TcpStream> {
+        let mut idle = self.idle.borrow_mut();
+        let list = idle.by_key.get_mut(key)?;
+        let before = list.len();
+        let mut found = None;
+        while let Some((stream, since)) = list.pop() {
+            if since.elapsed() < IDLE_FOR && still_idle(&stream) {
+                found = Some(stream);
+                break;
+            }
+        }
+        let taken = before - list.len();
+        if list.is_empty() {
+            idle.by_key.remove(key);
+        }
+        idle.count -= taken;
+        found
+    }
+
+    /// Closes idle connections kept longer than `IDLE_FOR` (on the shard's tick).
+    pub fn expire_idle(&self) {
+        let mut idle = self.idle.borrow_mut();
+        if idle.count == 0 {
+            return;
+        }
+        idle.by_key.retain(|_, list| {
+            list.retain(|(_, since)| since.elapsed() < IDLE_FOR);
+            !list.is_empty()
+        });
+        idle.count = idle.by_key.values().map(Vec::len).sum();
+    }
+
     /// Tops the socket pools up; sources that cannot be prepared are cooled down.
     pub fn refill(&self) {
         let failed = self.sockets.borrow_mut().refill();
@@ -130,9 +215,13 @@ impl Dialer {
         spec: &SourceSpec,
         dst: SocketAddr,
         timeout: Duration,
-    ) -> io::Result<TcpStream> {
+        reuse: bool,
+    ) -> io::Result<(TcpStream, bool)> {
+        if reuse && let Some(stream) = self.take_idle(&(spec.clone(), dst)) {
+            return Ok((stream, true));
+        }
         let socket = self.sockets.borrow_mut().take(spec)?;
-        connect(socket, dst, timeout).await
+        Ok((connect(socket, dst, timeout).await?, false))
     }
 
     /// Dials `dst` as `decision` says.
@@ -157,7 +246,11 @@ impl Dialer {
             interface: None,
             mark: None,
         };
-        let finish = |stream: TcpStream, pool: Option<String>, fallback: Option<String>| {
+        let reuse = ctx.reuse_idle;
+        let finish = |(stream, reused): (TcpStream, bool),
+                      spec: &SourceSpec,
+                      pool: Option<String>,
+                      fallback: Option<String>| {
             let local = stream
                 .local_addr()
                 .map_err(|e| DialError::Connect(e.into()))?;
@@ -166,26 +259,29 @@ impl Dialer {
                 local,
                 pool,
                 fallback,
+                reuse_key: (spec.clone(), dst),
+                reused,
             })
         };
         match decision.action {
             Action::Block => Err(DialError::Blocked),
             Action::Default => {
                 let s = self
-                    .dial_from(&default_spec, dst, timeout)
+                    .dial_from(&default_spec, dst, timeout, reuse)
                     .await
                     .map_err(DialError::Connect)?;
-                finish(s, None, None)
+                finish(s, &default_spec, None, None)
             }
             Action::Ingress => {
                 let entry = ctx.ingress.ip();
                 if entry.is_ipv4() != dst.is_ipv4() {
                     let s = self
-                        .dial_from(&default_spec, dst, timeout)
+                        .dial_from(&default_spec, dst, timeout, reuse)
                         .await
                         .map_err(DialError::Connect)?;
                     return finish(
                         s,
+                        &default_spec,
                         None,
                         Some(format!(
                             "ingress address {entry} cannot reach an {} destination",
@@ -200,10 +296,10 @@ impl Dialer {
                     mark: None,
                 };
                 let s = self
-                    .dial_from(&spec, dst, timeout)
+                    .dial_from(&spec, dst, timeout, reuse)
                     .await
                     .map_err(DialError::Connect)?;
-                finish(s, None, None)
+                finish(s, &spec, None, None)
             }
             Action::Egress => {
                 let Some(pool) = decision.pool.and_then(|p| policy.pool(p)) else {
@@ -211,7 +307,7 @@ impl Dialer {
                 };
                 self.dial_pool(pool, dst, ctx, timeout, &default_spec)
                     .await
-                    .and_then(|(s, fb)| finish(s, Some(pool.name.clone()), fb))
+                    .and_then(|(s, spec, fb)| finish(s, &spec, Some(pool.name.clone()), fb))
             }
         }
     }
@@ -223,7 +319,7 @@ impl Dialer {
         ctx: &DialCtx,
         timeout: Duration,
         default_spec: &SourceSpec,
-    ) -> Result<(TcpStream, Option<String>), DialError> {
+    ) -> Result<((TcpStream, bool), SourceSpec, Option<String>), DialError> {
         let key = match pool.ipv6_select {
             Ipv6Select::PerConnection => {
                 self.seq.set(self.seq.get().wrapping_add(1));
@@ -257,8 +353,8 @@ impl Dialer {
                 interface: pool.interface.clone(),
                 mark: pool.mark,
             };
-            match self.dial_from(&spec, dst, timeout).await {
-                Ok(s) => return Ok((s, None)),
+            match self.dial_from(&spec, dst, timeout, ctx.reuse_idle).await {
+                Ok(s) => return Ok((s, spec, None)),
                 Err(e) if is_local_error(&e) => {
                     tracing::warn!(pool = %pool.name, %addr, error = %e, "egress address failed; cooling down and trying the next");
                     self.mark_down(addr);
@@ -271,10 +367,10 @@ impl Dialer {
             Fallback::Deny => Err(DialError::NoEgress(why)),
             Fallback::Default => {
                 let s = self
-                    .dial_from(default_spec, dst, timeout)
+                    .dial_from(default_spec, dst, timeout, ctx.reuse_idle)
                     .await
                     .map_err(DialError::Connect)?;
-                Ok((s, Some(why)))
+                Ok((s, default_spec.clone(), Some(why)))
             }
         }
     }

@@ -11,11 +11,11 @@ use egressd_policy::model::Auth;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use glommio::net::TcpStream;
 
-use super::open::{ConnInfo, OpenError, Target, open};
+use super::open::{ConnInfo, OpenError, Opened, Target, open};
 use super::{ClientIo, Next, io_outcome, read_more, record_open_error, record_opened};
 use crate::accesslog::ConnRecord;
 use crate::auth::AuthOutcome;
-use crate::egress::dial::DialError;
+use crate::egress::dial::{DialError, ReuseKey};
 use crate::shard::{ListenerSpec, Shard};
 use crate::state::GenRef;
 use crate::wire::http::{self as wire, Body, ChunkedScanner, RequestTarget};
@@ -163,6 +163,63 @@ struct Upstream {
     port: u16,
     stream: TcpStream,
     buf: Vec<u8>,
+    /// Where it leaves from and goes to.
+    key: ReuseKey,
+    /// The last response ended cleanly with the connection left open and nothing else sent:
+    /// another client's request to the same destination from the same source may use it.
+    reusable: bool,
+    /// A request went over it before (here, or for another client before it was parked): the
+    /// server may have closed it since.
+    used: bool,
+}
+
+impl Upstream {
+    fn new(host: &str, port: u16, dialed: crate::egress::dial::Dialed, idle: Duration) -> Self {
+        let _ = dialed.stream.set_read_timeout(Some(idle));
+        Upstream {
+            host: host.to_string(),
+            port,
+            stream: dialed.stream,
+            buf: Vec::new(),
+            key: dialed.reuse_key,
+            reusable: false,
+            used: dialed.reused,
+        }
+    }
+}
+
+/// Opens the upstream for `target` and records it, or answers the client with the status
+/// the failure maps to and returns the outcome to log.
+async fn open_or_answer<S: ClientIo>(
+    shard: &Rc<Shard>,
+    generation: &GenRef,
+    conn: &ConnInfo,
+    target: &Target,
+    reuse_idle: bool,
+    client: &mut S,
+    rec: &mut ConnRecord,
+) -> Result<Opened, &'static str> {
+    match Box::pin(open(shard, generation, conn, target, reuse_idle)).await {
+        Ok(opened) => {
+            record_opened(rec, shard, &opened);
+            Ok(opened)
+        }
+        Err(e) => {
+            let outcome = record_open_error(rec, shard, &e);
+            send_error(client, status_for(&e), &[]).await;
+            Err(outcome)
+        }
+    }
+}
+
+/// Gives an upstream whose last response left it open and idle to the shard, for the next
+/// forwarded request that would dial the same source and destination; otherwise closes it.
+fn release(shard: &Shard, upstream: Option<Upstream>) {
+    if let Some(up) = upstream
+        && up.reusable
+    {
+        shard.dialer.park(up.key, up.stream);
+    }
 }
 
 pub async fn serve<S: ClientIo>(
@@ -196,7 +253,11 @@ pub async fn serve<S: ClientIo>(
                     });
                 }
                 Parsed::NeedMore => {
-                    match read_more(&mut client, &mut buf, wire::MAX_HEAD + 1).await {
+                    let read = read_more(&mut client, &mut buf, wire::MAX_HEAD + 1).await;
+                    if !matches!(read, Ok(n) if n > 0) {
+                        release(shard, upstream.take());
+                    }
+                    match read {
                         Ok(0) => {
                             return Next::Done(if served > 0 {
                                 "ok"
@@ -294,15 +355,14 @@ pub async fn serve<S: ClientIo>(
 
         if path.is_none() {
             // CONNECT: open, answer 200, relay.
-            let opened = match Box::pin(open(shard, generation, &conn, &target)).await {
-                Ok(o) => o,
-                Err(e) => {
-                    let outcome = record_open_error(rec, shard, &e);
-                    send_error(&mut client, status_for(&e), &[]).await;
-                    return Next::Done(outcome);
-                }
-            };
-            record_opened(rec, shard, &opened);
+            let opened =
+                match open_or_answer(shard, generation, &conn, &target, false, &mut client, rec)
+                    .await
+                {
+                    Ok(o) => o,
+                    Err(outcome) => return Next::Done(outcome),
+                };
+            release(shard, upstream.take());
             let mut out = Vec::with_capacity(64);
             wire::encode_connect_established(&mut out);
             if client.write_all(&out).await.is_err() {
@@ -330,35 +390,28 @@ pub async fn serve<S: ClientIo>(
             .as_ref()
             .is_some_and(|u| u.host != host || u.port != port)
         {
-            upstream = None;
+            release(shard, upstream.take());
         }
         if upstream.is_none() {
-            match Box::pin(open(shard, generation, &conn, &target)).await {
-                Ok(opened) => {
-                    record_opened(rec, shard, &opened);
-                    let stream = opened.dialed.stream;
-                    let _ = stream.set_read_timeout(Some(idle));
-                    upstream = Some(Upstream {
-                        host: host.clone(),
-                        port,
-                        stream,
-                        buf: Vec::new(),
-                    });
-                }
-                Err(e) => {
-                    let outcome = record_open_error(rec, shard, &e);
-                    send_error(&mut client, status_for(&e), &[]).await;
-                    return Next::Done(outcome);
-                }
+            match open_or_answer(shard, generation, &conn, &target, true, &mut client, rec).await {
+                Ok(opened) => upstream = Some(Upstream::new(&host, port, opened.dialed, idle)),
+                Err(outcome) => return Next::Done(outcome),
             }
         }
         let Some(up) = upstream.as_mut() else {
             return Next::Done("internal_error");
         };
+        up.reusable = false;
         let mut out = Vec::with_capacity(1024);
         wire::encode_forward_head(&head, &mut out);
         let body = attach_ready_body(body, &mut buf, &mut out);
-        if up.stream.write_all(&out).await.is_err() {
+        // The whole request is in `out`: it can be sent again if a kept connection turns out
+        // to have been closed by the server before answering (the keep-alive race).
+        let replayable = matches!(body, Body::None | Body::Length(0));
+        let retry_on_silence = up.used && replayable;
+        up.used = true;
+        let sent = up.stream.write_all(&out).await.is_ok();
+        if !sent && !retry_on_silence {
             send_error(&mut client, 502, &[]).await;
             return Next::Done("upstream_error");
         }
@@ -366,6 +419,43 @@ pub async fn serve<S: ClientIo>(
         match copy_body(body, &mut client, &mut buf, &mut up.stream).await {
             Ok(n) => rec.bytes_up += n + out.len() as u64,
             Err(_) => return Next::Done("client_error"),
+        }
+        if retry_on_silence {
+            let first = if sent {
+                read_more(&mut up.stream, &mut up.buf, wire::MAX_HEAD + 1).await
+            } else {
+                Ok(0)
+            };
+            match first {
+                Ok(n) if n > 0 => {}
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    send_error(&mut client, 504, &[]).await;
+                    return Next::Done("upstream_error");
+                }
+                _ => {
+                    // Closed or reset without a byte of answer: a fresh connection, once.
+                    let opened = match open_or_answer(
+                        shard,
+                        generation,
+                        &conn,
+                        &target,
+                        false,
+                        &mut client,
+                        rec,
+                    )
+                    .await
+                    {
+                        Ok(o) => o,
+                        Err(outcome) => return Next::Done(outcome),
+                    };
+                    *up = Upstream::new(&host, port, opened.dialed, idle);
+                    up.used = true;
+                    if up.stream.write_all(&out).await.is_err() {
+                        send_error(&mut client, 502, &[]).await;
+                        return Next::Done("upstream_error");
+                    }
+                }
+            }
         }
         // The response: interim 1xx heads are relayed, then the final one and its body.
         let (response, keep) = loop {
@@ -418,6 +508,7 @@ pub async fn serve<S: ClientIo>(
             break ((response, body), keep);
         };
         let (response, body) = response;
+        let delimited = body != Body::UntilClose && response.status != 101;
         let mut out = Vec::with_capacity(512);
         wire::encode_response_head(&response, keep, &mut out);
         let body = attach_ready_body(body, &mut up.buf, &mut out);
@@ -429,8 +520,10 @@ pub async fn serve<S: ClientIo>(
             Ok(n) => rec.bytes_down += n,
             Err(_) => return Next::Done("upstream_error"),
         }
+        up.reusable = delimited && response.keep_alive() && up.buf.is_empty();
         served += 1;
         if !keep {
+            release(shard, upstream.take());
             return Next::Done("ok");
         }
         if !response.keep_alive() {

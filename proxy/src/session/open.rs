@@ -111,12 +111,15 @@ pub fn decide(generation: &Generation, conn: &ConnInfo, host: &str, dst: SocketA
     generation.table.decide(&meta)
 }
 
-/// Resolves, decides and dials.
+/// Resolves, decides and dials. With `reuse_idle` (plain-HTTP forwarding), an idle upstream
+/// connection parked from the very source the dial would use to the same destination is taken
+/// instead of a new one.
 pub async fn open(
     shard: &Rc<Shard>,
     generation: &GenRef,
     conn: &ConnInfo,
     target: &Target,
+    reuse_idle: bool,
 ) -> Result<Opened, OpenError> {
     // A failpoint for the tests that prove a panicking connection task leaves its shard
     // serving; absent from release builds.
@@ -159,6 +162,7 @@ pub async fn open(
         user: conn.user.clone(),
         client: conn.client,
         ingress: conn.local,
+        reuse_idle,
     };
     if candidates.len() == 1 {
         let (dst, decision) = candidates[0];

@@ -158,7 +158,7 @@ pub async fn serve(
         user,
         device: None,
     };
-    let opened = match Box::pin(open(shard, generation, &conn, &target)).await {
+    let opened = match Box::pin(open(shard, generation, &conn, &target, false)).await {
         Ok(o) => o,
         Err(e) => {
             let outcome = record_open_error(rec, shard, &e);
