@@ -469,12 +469,10 @@ pub fn encode_forward_head(head: &RequestHead, out: &mut Vec<u8>) {
             write_field(name, value, out);
         }
     }
-    out.extend_from_slice(if head.wants_keep_alive() {
-        b"Connection: keep-alive\r\n"
-    } else {
-        b"Connection: close\r\n"
-    });
-    out.extend_from_slice(b"\r\n");
+    // Persistence is hop by hop: whatever the client wants for its own connection, the proxy
+    // asks to keep the upstream one, so that later requests (this client's or another's, to
+    // the same destination from the same egress address) can use it.
+    out.extend_from_slice(b"Connection: keep-alive\r\n\r\n");
 }
 
 fn version_token(version: u8) -> &'static [u8] {
@@ -1523,18 +1521,20 @@ mod tests {
     }
 
     #[test]
-    fn forward_head_mirrors_client_persistence_and_version() {
+    fn forward_head_keeps_the_version_and_asks_to_keep_the_upstream_connection() {
         assert_eq!(
             forwarded("GET http://a.example/ HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"),
             "GET / HTTP/1.0\r\nHost: a.example\r\nConnection: keep-alive\r\n\r\n"
         );
+        // The client's own persistence does not travel: the client connection closes after
+        // the response, the upstream one stays for the next request.
         assert_eq!(
             forwarded("GET http://a.example/ HTTP/1.0\r\n\r\n"),
-            "GET / HTTP/1.0\r\nHost: a.example\r\nConnection: close\r\n\r\n"
+            "GET / HTTP/1.0\r\nHost: a.example\r\nConnection: keep-alive\r\n\r\n"
         );
         assert_eq!(
             forwarded("GET http://a.example/ HTTP/1.1\r\nConnection: close\r\n\r\n"),
-            "GET / HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n"
+            "GET / HTTP/1.1\r\nHost: a.example\r\nConnection: keep-alive\r\n\r\n"
         );
     }
 
