@@ -54,12 +54,8 @@ def load_rr(name):
 
 
 def cpu_use(name):
-    """CPU use over the run from compare.sh: (proxy share of one CPU, CPU 0 busy, CPU 1 busy)."""
-    path = os.path.join(out, name + ".cpu.json")
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
+    """CPU use over the run from compare.sh (NAME.cpu.json): proxy CPU seconds, wall time, both CPUs' load."""
+    return load(name + ".cpu")
 
 
 def pct(v):

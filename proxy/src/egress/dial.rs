@@ -167,9 +167,13 @@ impl Dialer {
     }
 
     /// The most recently parked connection for `key` that is still open and idle.
-    fn take_idle(&self, key: &ReuseKey) -> Option<TcpStream> {
+    fn take_idle(&self, spec: &SourceSpec, dst: SocketAddr) -> Option<TcpStream> {
         let mut idle = self.idle.borrow_mut();
-        let list = idle.by_key.get_mut(key)?;
+        if idle.count == 0 {
+            return None;
+        }
+        let key = (spec.clone(), dst);
+        let list = idle.by_key.get_mut(&key)?;
         let before = list.len();
         let mut found = None;
         while let Some((stream, since)) = list.pop() {
@@ -180,7 +184,7 @@ impl Dialer {
         }
         let taken = before - list.len();
         if list.is_empty() {
-            idle.by_key.remove(key);
+            idle.by_key.remove(&key);
         }
         idle.count -= taken;
         found
@@ -217,7 +221,7 @@ impl Dialer {
         timeout: Duration,
         reuse: bool,
     ) -> io::Result<(TcpStream, bool)> {
-        if reuse && let Some(stream) = self.take_idle(&(spec.clone(), dst)) {
+        if reuse && let Some(stream) = self.take_idle(spec, dst) {
             return Ok((stream, true));
         }
         let socket = self.sockets.borrow_mut().take(spec)?;
