@@ -35,7 +35,13 @@ pub struct ProxySettings {
     pub handshake_timeout: Duration,
     pub connect_timeout: Duration,
     pub idle_timeout: Duration,
+    /// How long a kept-alive HTTP client connection may wait for its next request's first
+    /// byte (the rest of that head is under `handshake_timeout`).
+    pub keepalive_timeout: Duration,
     pub max_connections: u64,
+    /// Connections one client address may hold at once (`None`: the default, derived from
+    /// `max_connections` by `per_client_limit`).
+    pub max_connections_per_client: Option<u64>,
     pub deny_destinations: Vec<IpNet>,
 }
 
@@ -55,6 +61,18 @@ impl ProxySettings {
     }
 }
 
+impl ProxySettings {
+    /// Connections one client address may hold: as configured, else 1,000 but never more than
+    /// half of `max_connections`, so that one address never takes every slot.
+    pub fn per_client_limit(&self) -> u64 {
+        self.max_connections_per_client
+            .unwrap_or_else(|| (self.max_connections / 2).clamp(1, DEFAULT_PER_CLIENT))
+    }
+}
+
+/// `max_connections_per_client` when the file does not set it (and `max_connections` is large).
+pub const DEFAULT_PER_CLIENT: u64 = 1_000;
+
 impl Default for ProxySettings {
     fn default() -> Self {
         ProxySettings {
@@ -64,7 +82,9 @@ impl Default for ProxySettings {
             handshake_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
+            keepalive_timeout: Duration::from_secs(60),
             max_connections: 100_000,
+            max_connections_per_client: None,
             deny_destinations: Self::default_deny(),
         }
     }

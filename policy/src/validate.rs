@@ -212,6 +212,7 @@ impl Validator<'_> {
             (&mut s.handshake_timeout, &p.handshake_timeout),
             (&mut s.connect_timeout, &p.connect_timeout),
             (&mut s.idle_timeout, &p.idle_timeout),
+            (&mut s.keepalive_timeout, &p.keepalive_timeout),
         ] {
             if let Some(d) = given {
                 if d.value.is_zero() {
@@ -228,6 +229,13 @@ impl Validator<'_> {
                     .error(m.loc, "max_connections must be at least 1");
             }
             s.max_connections = m.value;
+        }
+        if let Some(m) = &p.max_connections_per_client {
+            if m.value == 0 {
+                self.diags
+                    .error(m.loc, "max_connections_per_client must be at least 1");
+            }
+            s.max_connections_per_client = Some(m.value);
         }
         if let Some(d) = &p.deny_destinations {
             s.deny_destinations = d.value.iter().map(|n| n.value).collect();

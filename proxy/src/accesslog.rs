@@ -11,15 +11,25 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-/// One finished connection.
+/// One finished connection (or, for forwarded HTTP, one finished request).
 #[derive(Debug, Default, Serialize)]
 pub struct ConnRecord {
+    /// When the connection (or request) started.
     pub time: String,
+    /// The same instant, for `duration_ms`.
+    #[serde(skip)]
+    pub started: Option<std::time::Instant>,
     pub listener: String,
     pub protocol: &'static str,
     pub client: Option<SocketAddr>,
     pub user: String,
     pub host: String,
+    /// The HTTP request method (CONNECT for a tunnel); absent for SOCKS5.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// The HTTP status answered to the client.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
     pub dialled: Option<SocketAddr>,
     pub rule: Option<String>,
     pub action: Option<&'static str>,
@@ -58,7 +68,11 @@ impl AccessLog {
         }
     }
 
-    pub fn write(&self, record: &ConnRecord) {
+    /// Writes `record`, its duration measured now.
+    pub fn write(&self, record: &mut ConnRecord) {
+        if let Some(started) = record.started {
+            record.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        }
         let mut buf = self.buf.borrow_mut();
         if serde_json::to_writer(&mut *buf, record).is_ok() {
             buf.push(b'\n');

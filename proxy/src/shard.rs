@@ -3,7 +3,8 @@
 //! access-log buffer. Nothing here is shared with other shards except the generation pointer.
 
 use std::cell::{Cell, RefCell};
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -43,6 +44,8 @@ pub struct ListenerSpec {
 pub struct Counters {
     pub accepted: Cell<u64>,
     pub rejected_limit: Cell<u64>,
+    /// Refused because the client's address held `max_connections_per_client` already.
+    pub rejected_per_client: Cell<u64>,
     pub panics: Cell<u64>,
     pub tls_failures: Cell<u64>,
 }
@@ -59,6 +62,12 @@ pub struct Shard {
     pub log: AccessLog,
     pub active: Cell<usize>,
     pub max_active: usize,
+    /// Open connections per client address on this shard.
+    per_client: RefCell<HashMap<IpAddr, u32>>,
+    /// Shards of the process: per-client limits are split over them like `max_connections`.
+    shards: usize,
+    /// When a refusal for the per-client limit was last reported (one warning per interval).
+    per_client_warned: Cell<Option<Instant>>,
     pub counters: Counters,
 }
 
@@ -96,12 +105,44 @@ pub struct ShardConfig {
     pub salt: [u8; 32],
 }
 
-/// Keeps the active-connection count right however the task ends.
-struct ActiveGuard(Rc<Shard>);
+/// Keeps the active-connection counts right however the task ends.
+struct ActiveGuard(Rc<Shard>, Option<IpAddr>);
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
         self.0.active.set(self.0.active.get().saturating_sub(1));
+        if let Some(ip) = self.1 {
+            let mut map = self.0.per_client.borrow_mut();
+            if let Some(n) = map.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(&ip);
+                }
+            }
+        }
+    }
+}
+
+/// How often at most a shard warns that it refuses connections over the per-client limit.
+const PER_CLIENT_WARN_EVERY: Duration = Duration::from_secs(10);
+
+impl Shard {
+    /// Counts a new connection from `ip` against its address's limit (this shard's share of
+    /// `max_connections_per_client`); false when the address holds its share already.
+    fn admit_client(&self, ip: IpAddr) -> bool {
+        let limit = self
+            .current()
+            .policy()
+            .settings
+            .per_client_limit()
+            .div_ceil(self.shards as u64);
+        let mut map = self.per_client.borrow_mut();
+        let n = map.entry(ip).or_insert(0);
+        if u64::from(*n) >= limit {
+            return false;
+        }
+        *n += 1;
+        true
     }
 }
 
@@ -121,6 +162,9 @@ pub async fn run(cfg: ShardConfig, ready: std::sync::mpsc::Sender<Result<usize, 
         log: AccessLog::stdout(),
         active: Cell::new(0),
         max_active: per_shard.max(1),
+        per_client: RefCell::new(HashMap::new()),
+        shards: cfg.shards.max(1),
+        per_client_warned: Cell::new(None),
         counters: Counters::default(),
     });
     let mut accepting = Vec::new();
@@ -202,12 +246,31 @@ async fn accept_loop(shard: Rc<Shard>, listener: Listener, spec: Rc<ListenerSpec
             drop(accepted);
             continue;
         }
+        let client = accepted
+            .peer
+            .map(|p| egressd_policy::meta::canonical_ip(p.ip()));
+        if let Some(ip) = client
+            && !shard.admit_client(ip)
+        {
+            let c = &shard.counters.rejected_per_client;
+            c.set(c.get() + 1);
+            if shard
+                .per_client_warned
+                .get()
+                .is_none_or(|t| t.elapsed() >= PER_CLIENT_WARN_EVERY)
+            {
+                shard.per_client_warned.set(Some(Instant::now()));
+                tracing::warn!(shard = shard.id, listener = %spec.name, client = %ip, refused = c.get(), "client address is at max_connections_per_client; refusing its new connections");
+            }
+            drop(accepted);
+            continue;
+        }
         shard
             .counters
             .accepted
             .set(shard.counters.accepted.get() + 1);
         shard.active.set(shard.active.get() + 1);
-        let guard = ActiveGuard(shard.clone());
+        let guard = ActiveGuard(shard.clone(), client);
         let (shard, spec) = (shard.clone(), spec.clone());
         let fut = async move {
             let _guard = guard;

@@ -25,6 +25,8 @@ pub struct Generation {
     pub tls: std::collections::HashMap<String, Arc<rustls::ServerConfig>>,
     /// `[[user]]` positions by name: a connection looks its user up once per decision.
     users: std::collections::HashMap<String, usize>,
+    /// What an unknown user's password is verified against (`auth::dummy_hash`).
+    pub dummy_hash: String,
 }
 
 impl Generation {
@@ -46,6 +48,7 @@ impl Generation {
             .collect();
         let deny = IpSet::new(&policy.settings.deny_destinations);
         let hash = artifact::content_hash(&policy);
+        let dummy_hash = crate::auth::dummy_hash(&policy.users);
         Ok(Generation {
             id,
             table: CompiledPolicy::new(policy),
@@ -54,6 +57,7 @@ impl Generation {
             geo,
             tls,
             users,
+            dummy_hash,
         })
     }
 

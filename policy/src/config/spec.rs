@@ -66,7 +66,9 @@ pub struct ProxySpec {
     pub handshake_timeout: Option<Located<Duration>>,
     pub connect_timeout: Option<Located<Duration>>,
     pub idle_timeout: Option<Located<Duration>>,
+    pub keepalive_timeout: Option<Located<Duration>>,
     pub max_connections: Option<Located<u64>>,
+    pub max_connections_per_client: Option<Located<u64>>,
     pub deny_destinations: Option<Located<Vec<Located<IpNet>>>>,
 }
 
@@ -287,7 +289,9 @@ fn read_proxy(v: &Value<'_>, r: &mut Reader<'_>) -> Option<ProxySpec> {
         handshake_timeout: t.get(r, "handshake_timeout"),
         connect_timeout: t.get(r, "connect_timeout"),
         idle_timeout: t.get(r, "idle_timeout"),
+        keepalive_timeout: t.get(r, "keepalive_timeout"),
         max_connections: t.get(r, "max_connections"),
+        max_connections_per_client: t.get(r, "max_connections_per_client"),
         deny_destinations: t.get(r, "deny_destinations"),
     };
     t.finish(r);

@@ -59,6 +59,20 @@ fn still_idle(stream: &TcpStream) -> bool {
     )
 }
 
+/// An upstream connection a session holds between two forwarded requests, offered to the
+/// dial for the next one: taken only when that request's decision dials the same key.
+pub type Held = Rc<RefCell<Option<(ReuseKey, TcpStream)>>>;
+
+/// Which existing upstream connections a dial may take instead of a new one.
+#[derive(Debug, Clone)]
+pub enum Reuse {
+    /// A new connection (tunnels, whose bytes are the client's own; a request sent again).
+    Never,
+    /// Plain-HTTP forwarding: the session's held connection if the key matches, else an idle
+    /// one parked by the shard with the same key, else a new one.
+    Idle(Held),
+}
+
 /// Who is dialing, for sticky IPv6 selection and ingress.
 #[derive(Debug, Clone)]
 pub struct DialCtx {
@@ -66,9 +80,7 @@ pub struct DialCtx {
     pub client: SocketAddr,
     /// The local address the client connected to.
     pub ingress: SocketAddr,
-    /// Take an idle connection to the same destination from the same source when there is
-    /// one (plain-HTTP forwarding; never for tunnels, whose bytes are the client's own).
-    pub reuse_idle: bool,
+    pub reuse: Reuse,
 }
 
 #[derive(Debug)]
@@ -219,10 +231,21 @@ impl Dialer {
         spec: &SourceSpec,
         dst: SocketAddr,
         timeout: Duration,
-        reuse: bool,
+        reuse: &Reuse,
     ) -> io::Result<(TcpStream, bool)> {
-        if reuse && let Some(stream) = self.take_idle(spec, dst) {
-            return Ok((stream, true));
+        if let Reuse::Idle(held) = reuse {
+            let mut held = held.borrow_mut();
+            if held
+                .as_ref()
+                .is_some_and(|((s, d), _)| *d == dst && s == spec)
+                && let Some((_, stream)) = held.take()
+            {
+                return Ok((stream, true));
+            }
+            drop(held);
+            if let Some(stream) = self.take_idle(spec, dst) {
+                return Ok((stream, true));
+            }
         }
         let socket = self.sockets.borrow_mut().take(spec)?;
         Ok((connect(socket, dst, timeout).await?, false))
@@ -250,7 +273,7 @@ impl Dialer {
             interface: None,
             mark: None,
         };
-        let reuse = ctx.reuse_idle;
+        let reuse = &ctx.reuse;
         let finish = |(stream, reused): (TcpStream, bool),
                       spec: &SourceSpec,
                       pool: Option<String>,
@@ -357,7 +380,7 @@ impl Dialer {
                 interface: pool.interface.clone(),
                 mark: pool.mark,
             };
-            match self.dial_from(&spec, dst, timeout, ctx.reuse_idle).await {
+            match self.dial_from(&spec, dst, timeout, &ctx.reuse).await {
                 Ok(s) => return Ok((s, spec, None)),
                 Err(e) if is_local_error(&e) => {
                     tracing::warn!(pool = %pool.name, %addr, error = %e, "egress address failed; cooling down and trying the next");
@@ -371,7 +394,7 @@ impl Dialer {
             Fallback::Deny => Err(DialError::NoEgress(why)),
             Fallback::Default => {
                 let s = self
-                    .dial_from(default_spec, dst, timeout, ctx.reuse_idle)
+                    .dial_from(default_spec, dst, timeout, &ctx.reuse)
                     .await
                     .map_err(DialError::Connect)?;
                 Ok((s, default_spec.clone(), Some(why)))

@@ -1,11 +1,18 @@
 //! The HTTP proxy session: CONNECT tunnels, and absolute-form requests forwarded with
-//! keep-alive (a new policy decision whenever the target changes), hop-by-hop headers removed,
-//! `Proxy-Authorization: Basic` checked against `[[user]]`, 407 with `Proxy-Authenticate`.
+//! keep-alive, hop-by-hop headers removed, `Proxy-Authorization: Basic` checked against
+//! `[[user]]`, 407 with `Proxy-Authenticate`.
+//!
+//! Every request on a kept connection stands alone, as in Squid and HAProxy: it is
+//! authenticated with its own credentials, decided by the policy current when it starts, for
+//! its own identity and target, and logged on its own access-log line. The previous request's
+//! upstream connection is used again only when this request's decision dials the very same
+//! source and destination.
 
+use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use egressd_policy::model::Auth;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -13,9 +20,9 @@ use glommio::net::TcpStream;
 
 use super::open::{ConnInfo, OpenError, Opened, Target, open};
 use super::{ClientIo, Next, io_outcome, read_more, record_open_error, record_opened};
-use crate::accesslog::ConnRecord;
+use crate::accesslog::{ConnRecord, rfc3339};
 use crate::auth::AuthOutcome;
-use crate::egress::dial::{DialError, ReuseKey};
+use crate::egress::dial::{DialError, Held, Reuse, ReuseKey};
 use crate::shard::{ListenerSpec, Shard};
 use crate::state::GenRef;
 use crate::wire::http::{self as wire, Body, ChunkedScanner, RequestTarget};
@@ -157,16 +164,14 @@ async fn copy_body<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     Ok(copied)
 }
 
-/// An upstream connection kept for keep-alive, with the target it was opened for.
+/// The upstream connection of the last forwarded request.
 struct Upstream {
-    host: String,
-    port: u16,
     stream: TcpStream,
     buf: Vec<u8>,
     /// Where it leaves from and goes to.
     key: ReuseKey,
     /// The last response ended cleanly with the connection left open and nothing else sent:
-    /// another client's request to the same destination from the same source may use it.
+    /// the next request dialled with the same key (this client's or another's) may use it.
     reusable: bool,
     /// A request went over it before (here, or for another client before it was parked): the
     /// server may have closed it since.
@@ -174,11 +179,9 @@ struct Upstream {
 }
 
 impl Upstream {
-    fn new(host: &str, port: u16, dialed: crate::egress::dial::Dialed, idle: Duration) -> Self {
+    fn new(dialed: crate::egress::dial::Dialed, idle: Duration) -> Self {
         let _ = dialed.stream.set_read_timeout(Some(idle));
         Upstream {
-            host: host.to_string(),
-            port,
             stream: dialed.stream,
             buf: Vec::new(),
             key: dialed.reuse_key,
@@ -188,25 +191,37 @@ impl Upstream {
     }
 }
 
+/// Answers the client with an error status, and records it.
+async fn answer<W: AsyncWrite + Unpin>(
+    client: &mut W,
+    rec: &mut ConnRecord,
+    status: u16,
+    extra: &[(&str, &str)],
+) {
+    rec.status = Some(status);
+    send_error(client, status, extra).await;
+}
+
 /// Opens the upstream for `target` and records it, or answers the client with the status
 /// the failure maps to and returns the outcome to log.
+#[allow(clippy::too_many_arguments)]
 async fn open_or_answer<S: ClientIo>(
     shard: &Rc<Shard>,
     generation: &GenRef,
     conn: &ConnInfo,
     target: &Target,
-    reuse_idle: bool,
+    reuse: Reuse,
     client: &mut S,
     rec: &mut ConnRecord,
 ) -> Result<Opened, &'static str> {
-    match Box::pin(open(shard, generation, conn, target, reuse_idle)).await {
+    match Box::pin(open(shard, generation, conn, target, reuse)).await {
         Ok(opened) => {
             record_opened(rec, shard, &opened);
             Ok(opened)
         }
         Err(e) => {
             let outcome = record_open_error(rec, shard, &e);
-            send_error(client, status_for(&e), &[]).await;
+            answer(client, rec, status_for(&e), &[]).await;
             Err(outcome)
         }
     }
@@ -222,6 +237,88 @@ fn release(shard: &Shard, upstream: Option<Upstream>) {
     }
 }
 
+/// Starts the access-log record of the next request on a kept connection: the connection's
+/// fields stay, the request's start afresh.
+fn next_record(rec: &mut ConnRecord, generation: &GenRef) {
+    *rec = ConnRecord {
+        time: rfc3339(SystemTime::now()),
+        started: Some(Instant::now()),
+        listener: std::mem::take(&mut rec.listener),
+        protocol: rec.protocol,
+        client: rec.client,
+        generation: generation.id,
+        ..ConnRecord::default()
+    };
+}
+
+/// How reading a request head ended, when it did not give a head.
+enum HeadEnd {
+    /// The client closed, or stayed idle past the keep-alive timeout, between requests.
+    Quiet,
+    /// Ends the connection with this outcome (the client was answered where that makes sense).
+    Done(&'static str),
+}
+
+/// Reads the next request head. The first is due by the connection's handshake deadline
+/// (`*deadline` is `Some`); a later one may be awaited for `keepalive_timeout`, and from its
+/// first byte on the whole head is due within `handshake_timeout`: one deadline for the head,
+/// however the client spaces its bytes (HAProxy's `timeout http-request`). When a later
+/// head's first byte arrives, the record and generation move on to the new request.
+async fn read_head<S: ClientIo>(
+    client: &mut S,
+    buf: &mut Vec<u8>,
+    deadline: &mut Option<Instant>,
+    shard: &Shard,
+    generation: &mut GenRef,
+    rec: &mut ConnRecord,
+) -> Result<wire::RequestHead, HeadEnd> {
+    loop {
+        if deadline.is_none() && !buf.is_empty() {
+            *generation = shard.current();
+            next_record(rec, generation);
+            *deadline = Some(Instant::now() + generation.policy().settings.handshake_timeout);
+        }
+        match wire::parse_request_head(buf, wire::MAX_HEAD) {
+            Parsed::Done { value, consumed } => {
+                buf.drain(..consumed);
+                return Ok(value);
+            }
+            Parsed::Invalid(e) => {
+                rec.error = Some(e.to_string());
+                answer(client, rec, e.status, &[]).await;
+                return Err(HeadEnd::Done(if e.status == 431 {
+                    "head_too_large"
+                } else {
+                    "bad_request"
+                }));
+            }
+            Parsed::NeedMore => {}
+        }
+        let Some(due) = *deadline else {
+            // Between requests: wait for the next one's first byte.
+            let keepalive = generation.policy().settings.keepalive_timeout;
+            let wait = Instant::now() + keepalive;
+            match super::before(wait, read_more(client, buf, wire::MAX_HEAD + 1)).await {
+                Ok(n) if n > 0 => continue,
+                _ => return Err(HeadEnd::Quiet),
+            }
+        };
+        match super::before(due, read_more(client, buf, wire::MAX_HEAD + 1)).await {
+            Ok(n) if n > 0 => {}
+            Ok(_) if buf.is_empty() => return Err(HeadEnd::Done("closed_before_request")),
+            Ok(_) => return Err(HeadEnd::Done("client_error")),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                if !buf.is_empty() {
+                    answer(client, rec, 408, &[]).await;
+                }
+                return Err(HeadEnd::Done("handshake_timeout"));
+            }
+            Err(e) => return Err(HeadEnd::Done(io_outcome(&e))),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 pub async fn serve<S: ClientIo>(
     shard: &Rc<Shard>,
     generation: &GenRef,
@@ -230,57 +327,42 @@ pub async fn serve<S: ClientIo>(
     mut buf: Vec<u8>,
     rec: &mut ConnRecord,
     cert: Option<crate::tls::CertIdentity>,
+    deadline: Instant,
 ) -> Next<S> {
-    let settings = &generation.policy().settings;
-    let idle: Duration = settings.idle_timeout;
+    // Each request takes the generation current when it starts, and is authenticated and
+    // decided on its own: nothing of an earlier request's identity or decision carries over.
+    let mut generation = generation.clone();
     let mut upstream: Option<Upstream> = None;
+    // The previous request's upstream while the next one is decided (see `Reuse::Idle`).
+    let held: Held = Rc::new(RefCell::new(None));
+    let mut head_deadline = Some(deadline);
     let mut served = 0u32;
     loop {
-        // The request head (under the handshake deadline for the first, keep-alive idle after).
-        let head = loop {
-            match wire::parse_request_head(&buf, wire::MAX_HEAD) {
-                Parsed::Done { value, consumed } => {
-                    buf.drain(..consumed);
-                    break value;
-                }
-                Parsed::Invalid(e) => {
-                    rec.error = Some(e.to_string());
-                    send_error(&mut client, e.status, &[]).await;
-                    return Next::Done(if e.status == 431 {
-                        "head_too_large"
-                    } else {
-                        "bad_request"
-                    });
-                }
-                Parsed::NeedMore => {
-                    let read = read_more(&mut client, &mut buf, wire::MAX_HEAD + 1).await;
-                    if !matches!(read, Ok(n) if n > 0) {
-                        release(shard, upstream.take());
-                    }
-                    match read {
-                        Ok(0) => {
-                            return Next::Done(if served > 0 {
-                                "ok"
-                            } else {
-                                "closed_before_request"
-                            });
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            if served > 0 {
-                                return Next::Done(if e.kind() == io::ErrorKind::TimedOut {
-                                    "ok"
-                                } else {
-                                    "client_error"
-                                });
-                            }
-                            return Next::Done(io_outcome(&e));
-                        }
-                    }
-                }
+        let head = match read_head(
+            &mut client,
+            &mut buf,
+            &mut head_deadline,
+            shard,
+            &mut generation,
+            rec,
+        )
+        .await
+        {
+            Ok(head) => head,
+            Err(end) => {
+                release(shard, upstream.take());
+                return match end {
+                    HeadEnd::Quiet if served > 0 => Next::Logged,
+                    HeadEnd::Quiet => Next::Done("closed_before_request"),
+                    HeadEnd::Done(outcome) => Next::Done(outcome),
+                };
             }
         };
-        // Authentication, per request (a verified password is cached per shard).
+        // The head's deadline also bounds the password check; the next head gets its own.
+        let due = head_deadline.take().unwrap_or_else(Instant::now);
+        rec.method = Some(head.method.clone());
+        let settings = &generation.policy().settings;
+        let idle: Duration = settings.idle_timeout;
         let auth = generation
             .policy()
             .listener(&listener.name)
@@ -295,24 +377,27 @@ pub async fn serve<S: ClientIo>(
             _ if !user.is_empty() => {}
             (Auth::None, _) | (Auth::Optional, None) => {}
             (Auth::Required, None) => {
-                send_error(&mut client, 407, &challenge).await;
+                answer(&mut client, rec, 407, &challenge).await;
                 return Next::Done("auth_required");
             }
             (_, Some(creds)) => {
                 rec.user = creds.username.clone();
+                let from = rec.client.unwrap_or(UNSPECIFIED).ip();
                 match shard
                     .auth
-                    .check(generation, &creds.username, &creds.password)
+                    .check(&generation, &creds.username, &creds.password, from, due)
                     .await
                 {
                     AuthOutcome::Accepted => user = creds.username,
-                    outcome => {
-                        send_error(&mut client, 407, &challenge).await;
-                        return Next::Done(if outcome == AuthOutcome::Busy {
-                            "auth_busy"
-                        } else {
-                            "auth_failed"
-                        });
+                    AuthOutcome::Rejected => {
+                        answer(&mut client, rec, 407, &challenge).await;
+                        return Next::Done("auth_failed");
+                    }
+                    AuthOutcome::Busy => {
+                        rec.error =
+                            Some("password not verified in time (verifications busy)".into());
+                        answer(&mut client, rec, 503, &[("Retry-After", "1")]).await;
+                        return Next::Done("auth_busy");
                     }
                 }
             }
@@ -335,7 +420,7 @@ pub async fn serve<S: ClientIo>(
                 path_and_query,
             } => (host.clone(), *port, Some(path_and_query.clone())),
             RequestTarget::Origin(_) => {
-                send_error(&mut client, 400, &[]).await;
+                answer(&mut client, rec, 400, &[]).await;
                 return Next::Done("not_a_proxy_request");
             }
         };
@@ -355,16 +440,24 @@ pub async fn serve<S: ClientIo>(
 
         if path.is_none() {
             // CONNECT: open, answer 200, relay.
-            let opened =
-                match open_or_answer(shard, generation, &conn, &target, false, &mut client, rec)
-                    .await
-                {
-                    Ok(o) => o,
-                    Err(outcome) => return Next::Done(outcome),
-                };
             release(shard, upstream.take());
+            let opened = match open_or_answer(
+                shard,
+                &generation,
+                &conn,
+                &target,
+                Reuse::Never,
+                &mut client,
+                rec,
+            )
+            .await
+            {
+                Ok(o) => o,
+                Err(outcome) => return Next::Done(outcome),
+            };
             let mut out = Vec::with_capacity(64);
             wire::encode_connect_established(&mut out);
+            rec.status = Some(200);
             if client.write_all(&out).await.is_err() {
                 return Next::Done("client_error");
             }
@@ -381,27 +474,34 @@ pub async fn serve<S: ClientIo>(
             Ok(b) => b,
             Err(e) => {
                 rec.error = Some(e.to_string());
-                send_error(&mut client, e.status, &[]).await;
+                answer(&mut client, rec, e.status, &[]).await;
                 return Next::Done("bad_request");
             }
         };
-        // A different target means a new decision and a new upstream.
-        if upstream
-            .as_ref()
-            .is_some_and(|u| u.host != host || u.port != port)
+        // This request's decision picks the upstream: the previous request's connection is
+        // offered to the dial, which takes it only for the same source and destination.
+        if let Some(up) = upstream.take()
+            && up.reusable
         {
-            release(shard, upstream.take());
+            *held.borrow_mut() = Some((up.key, up.stream));
         }
-        if upstream.is_none() {
-            match open_or_answer(shard, generation, &conn, &target, true, &mut client, rec).await {
-                Ok(opened) => upstream = Some(Upstream::new(&host, port, opened.dialed, idle)),
-                Err(outcome) => return Next::Done(outcome),
-            }
+        let opened = open_or_answer(
+            shard,
+            &generation,
+            &conn,
+            &target,
+            Reuse::Idle(held.clone()),
+            &mut client,
+            rec,
+        )
+        .await;
+        if let Some((key, stream)) = held.borrow_mut().take() {
+            shard.dialer.park(key, stream);
         }
-        let Some(up) = upstream.as_mut() else {
-            return Next::Done("internal_error");
+        let up = match opened {
+            Ok(opened) => upstream.insert(Upstream::new(opened.dialed, idle)),
+            Err(outcome) => return Next::Done(outcome),
         };
-        up.reusable = false;
         let mut out = Vec::with_capacity(1024);
         wire::encode_forward_head(&head, &mut out);
         let body = attach_ready_body(body, &mut buf, &mut out);
@@ -412,7 +512,7 @@ pub async fn serve<S: ClientIo>(
         up.used = true;
         let sent = up.stream.write_all(&out).await.is_ok();
         if !sent && !retry_on_silence {
-            send_error(&mut client, 502, &[]).await;
+            answer(&mut client, rec, 502, &[]).await;
             return Next::Done("upstream_error");
         }
         let _ = client.tcp().set_read_timeout(Some(idle));
@@ -429,17 +529,17 @@ pub async fn serve<S: ClientIo>(
             match first {
                 Ok(n) if n > 0 => {}
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                    send_error(&mut client, 504, &[]).await;
+                    answer(&mut client, rec, 504, &[]).await;
                     return Next::Done("upstream_error");
                 }
                 _ => {
                     // Closed or reset without a byte of answer: a fresh connection, once.
                     let opened = match open_or_answer(
                         shard,
-                        generation,
+                        &generation,
                         &conn,
                         &target,
-                        false,
+                        Reuse::Never,
                         &mut client,
                         rec,
                     )
@@ -448,10 +548,10 @@ pub async fn serve<S: ClientIo>(
                         Ok(o) => o,
                         Err(outcome) => return Next::Done(outcome),
                     };
-                    *up = Upstream::new(&host, port, opened.dialed, idle);
+                    *up = Upstream::new(opened.dialed, idle);
                     up.used = true;
                     if up.stream.write_all(&out).await.is_err() {
-                        send_error(&mut client, 502, &[]).await;
+                        answer(&mut client, rec, 502, &[]).await;
                         return Next::Done("upstream_error");
                     }
                 }
@@ -466,14 +566,14 @@ pub async fn serve<S: ClientIo>(
                         break value;
                     }
                     Parsed::Invalid(_) => {
-                        send_error(&mut client, 502, &[]).await;
+                        answer(&mut client, rec, 502, &[]).await;
                         return Next::Done("upstream_error");
                     }
                     Parsed::NeedMore => {
                         match read_more(&mut up.stream, &mut up.buf, wire::MAX_HEAD + 1).await {
                             Ok(n) if n > 0 => {}
                             Ok(_) => {
-                                send_error(&mut client, 502, &[]).await;
+                                answer(&mut client, rec, 502, &[]).await;
                                 return Next::Done("upstream_closed");
                             }
                             Err(e) => {
@@ -482,7 +582,7 @@ pub async fn serve<S: ClientIo>(
                                 } else {
                                     502
                                 };
-                                send_error(&mut client, status, &[]).await;
+                                answer(&mut client, rec, status, &[]).await;
                                 return Next::Done("upstream_error");
                             }
                         }
@@ -500,7 +600,7 @@ pub async fn serve<S: ClientIo>(
             let body = match response.response_body(&head.method) {
                 Ok(b) => b,
                 Err(_) => {
-                    send_error(&mut client, 502, &[]).await;
+                    answer(&mut client, rec, 502, &[]).await;
                     return Next::Done("upstream_error");
                 }
             };
@@ -508,6 +608,7 @@ pub async fn serve<S: ClientIo>(
             break ((response, body), keep);
         };
         let (response, body) = response;
+        rec.status = Some(response.status);
         let delimited = body != Body::UntilClose && response.status != 101;
         let mut out = Vec::with_capacity(512);
         wire::encode_response_head(&response, keep, &mut out);
@@ -529,6 +630,8 @@ pub async fn serve<S: ClientIo>(
         if !response.keep_alive() {
             upstream = None;
         }
+        rec.outcome = "ok";
+        shard.log.write(rec);
     }
 }
 

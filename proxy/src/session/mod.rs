@@ -1,10 +1,17 @@
 //! One client connection: pick the protocol from the first byte, run its handshake under the
-//! handshake deadline, open the upstream by policy, relay, and write one access-log line.
+//! handshake deadline, open the upstream by policy, relay, and write one access-log line (one
+//! per request for forwarded HTTP).
+//!
+//! The handshake deadline bounds the whole exchange, not each read: `handshake_timeout` after
+//! the connection was accepted, the client must have sent its complete SOCKS5 request, or its
+//! TLS handshake and first HTTP request head, however it spaces its bytes. (Each later request
+//! head on a kept HTTP connection has a deadline of its own; see `http`.)
 
 pub mod http;
 pub mod open;
 pub mod socks5;
 
+use std::future::Future;
 use std::io;
 use std::rc::Rc;
 use std::time::{Instant, SystemTime};
@@ -43,6 +50,21 @@ pub async fn read_more<R: AsyncRead + Unpin>(
     let r = stream.read(&mut buf[have..]).await;
     buf.truncate(have + *r.as_ref().unwrap_or(&0));
     r
+}
+
+/// Runs `fut` until `deadline`; after it, fails with `TimedOut` (and `fut` is dropped).
+pub async fn before<T>(
+    deadline: Instant,
+    fut: impl Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    futures_lite::future::or(fut, async {
+        glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "handshake deadline passed",
+        ))
+    })
+    .await
 }
 
 /// The access-log outcome for an I/O error during a handshake.
@@ -132,6 +154,8 @@ impl ClientIo for futures_rustls::server::TlsStream<TcpStream> {
 pub enum Next<S = TcpStream> {
     /// Finished (or failed) with this access-log outcome.
     Done(&'static str),
+    /// Finished, and every request of the connection has its access-log line already.
+    Logged,
     /// Tunnel established: relay these streams. `pending` holds client bytes that arrived
     /// with the handshake. The handshake's state is gone by now, so an idle tunnel costs only
     /// the relay's.
@@ -142,16 +166,16 @@ pub enum Next<S = TcpStream> {
     },
 }
 
-/// Serves one accepted connection to the end.
-/// Relays an established tunnel and names the outcome.
+/// Relays an established tunnel and names the outcome (`None`: nothing left to log).
 async fn finish<S: ClientIo>(
     next: Next<S>,
     shard: &Shard,
     generation: &GenRef,
     rec: &mut ConnRecord,
-) -> &'static str {
-    match next {
+) -> Option<&'static str> {
+    Some(match next {
         Next::Done(outcome) => outcome,
+        Next::Logged => return None,
         Next::Tunnel {
             client,
             upstream,
@@ -167,7 +191,7 @@ async fn finish<S: ClientIo>(
                 RelayEnd::Error => "relay_error",
             }
         }
-    }
+    })
 }
 
 /// An `https` listener's connection: the TLS handshake (under the handshake deadline), the
@@ -178,15 +202,14 @@ async fn serve_tls(
     listener: &ListenerSpec,
     stream: TcpStream,
     rec: &mut ConnRecord,
-) -> &'static str {
+    deadline: Instant,
+) -> Option<&'static str> {
     rec.protocol = "https";
     let Some(config) = generation.tls.get(&*listener.name) else {
-        return "tls_not_configured";
+        return Some("tls_not_configured");
     };
-    let tls = match futures_rustls::TlsAcceptor::from(config.clone())
-        .accept(stream)
-        .await
-    {
+    let accept = futures_rustls::TlsAcceptor::from(config.clone()).accept(stream);
+    let tls = match before(deadline, accept).await {
         Ok(tls) => tls,
         Err(e) => {
             shard
@@ -196,11 +219,11 @@ async fn serve_tls(
             // rustls' messages name the failure (bad certificate, unknown CA, timeout) and
             // never carry key material.
             rec.error = Some(e.to_string());
-            return if e.kind() == io::ErrorKind::TimedOut {
+            return Some(if e.kind() == io::ErrorKind::TimedOut {
                 "handshake_timeout"
             } else {
                 "tls_handshake_failed"
-            };
+            });
         }
     };
     let cert = tls
@@ -217,6 +240,7 @@ async fn serve_tls(
         Vec::new(),
         rec,
         cert,
+        deadline,
     ))
     .await;
     finish(next, shard, generation, rec).await
@@ -229,19 +253,28 @@ pub async fn handle(shard: Rc<Shard>, accepted: Accepted, listener: Rc<ListenerS
     let generation = shard.current();
     let mut rec = ConnRecord {
         time: rfc3339(SystemTime::now()),
+        started: Some(started),
         listener: listener.name.to_string(),
         client: peer,
         generation: generation.id,
         ..ConnRecord::default()
     };
-    let _ = stream.set_read_timeout(Some(generation.policy().settings.handshake_timeout));
+    let deadline = started + generation.policy().settings.handshake_timeout;
     let outcome = if listener.protocols.contains(&ListenerProtocol::Https) {
-        Box::pin(serve_tls(&shard, &generation, &listener, stream, &mut rec)).await
+        Box::pin(serve_tls(
+            &shard,
+            &generation,
+            &listener,
+            stream,
+            &mut rec,
+            deadline,
+        ))
+        .await
     } else {
         let mut buf = Vec::with_capacity(512);
-        match read_more(&mut stream, &mut buf, MAX_HANDSHAKE).await {
-            Ok(0) => "closed_before_request",
-            Err(e) => io_outcome(&e),
+        match before(deadline, read_more(&mut stream, &mut buf, MAX_HANDSHAKE)).await {
+            Ok(0) => Some("closed_before_request"),
+            Err(e) => Some(io_outcome(&e)),
             Ok(_) => {
                 let allows = |p| listener.protocols.contains(&p);
                 // Handshakes are boxed and dropped before relaying, so they take no room in
@@ -255,6 +288,7 @@ pub async fn handle(shard: Rc<Shard>, accepted: Accepted, listener: Rc<ListenerS
                         stream,
                         buf,
                         &mut rec,
+                        deadline,
                     ))
                     .await;
                     finish(next, &shard, &generation, &mut rec).await
@@ -268,16 +302,18 @@ pub async fn handle(shard: Rc<Shard>, accepted: Accepted, listener: Rc<ListenerS
                         buf,
                         &mut rec,
                         None,
+                        deadline,
                     ))
                     .await;
                     finish(next, &shard, &generation, &mut rec).await
                 } else {
-                    "unknown_protocol"
+                    Some("unknown_protocol")
                 }
             }
         }
     };
-    rec.outcome = outcome;
-    rec.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    shard.log.write(&rec);
+    if let Some(outcome) = outcome {
+        rec.outcome = outcome;
+        shard.log.write(&mut rec);
+    }
 }

@@ -12,7 +12,7 @@ use egressd_policy::{ConnMeta, Decision};
 use glommio::channels::local_channel;
 
 use crate::dns::DnsError;
-use crate::egress::dial::{DialCtx, DialError, Dialed};
+use crate::egress::dial::{DialCtx, DialError, Dialed, Reuse};
 use crate::shard::Shard;
 use crate::state::{GenRef, Generation};
 
@@ -111,15 +111,16 @@ pub fn decide(generation: &Generation, conn: &ConnInfo, host: &str, dst: SocketA
     generation.table.decide(&meta)
 }
 
-/// Resolves, decides and dials. With `reuse_idle` (plain-HTTP forwarding), an idle upstream
-/// connection parked from the very source the dial would use to the same destination is taken
-/// instead of a new one.
+/// Resolves, decides and dials. With `Reuse::Idle` (plain-HTTP forwarding), a connection the
+/// session holds, or an idle one the shard parked, from the very source the dial would use to
+/// the same destination is taken instead of a new one; the held connection's destination is
+/// tried first when it is among the candidates.
 pub async fn open(
     shard: &Rc<Shard>,
     generation: &GenRef,
     conn: &ConnInfo,
     target: &Target,
-    reuse_idle: bool,
+    reuse: Reuse,
 ) -> Result<Opened, OpenError> {
     // A failpoint for the tests that prove a panicking connection task leaves its shard
     // serving; absent from release builds.
@@ -157,12 +158,18 @@ pub async fn open(
     }
     if candidates.len() > 1 {
         order(&mut candidates, generation);
+        if let Reuse::Idle(held) = &reuse {
+            let held_dst = held.borrow().as_ref().map(|((_, dst), _)| *dst);
+            if let Some(i) = candidates.iter().position(|(d, _)| Some(*d) == held_dst) {
+                candidates[..=i].rotate_right(1);
+            }
+        }
     }
     let ctx = DialCtx {
         user: conn.user.clone(),
         client: conn.client,
         ingress: conn.local,
-        reuse_idle,
+        reuse,
     };
     if candidates.len() == 1 {
         let (dst, decision) = candidates[0];

@@ -4,16 +4,17 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use egressd_policy::model::Auth;
 use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
 
 use super::open::{ConnInfo, OpenError, Target, open};
-use super::{Next, io_outcome, read_more, record_open_error, record_opened};
+use super::{Next, before, io_outcome, read_more, record_open_error, record_opened};
 use crate::accesslog::ConnRecord;
 use crate::auth::AuthOutcome;
-use crate::egress::dial::DialError;
+use crate::egress::dial::{DialError, Reuse};
 use crate::shard::{ListenerSpec, Shard};
 use crate::state::GenRef;
 use crate::wire::socks5::{self as wire, Command, Parsed, Reply};
@@ -24,10 +25,15 @@ const MAX_MESSAGE: usize = 1024;
 const UNSPECIFIED: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
 
-/// Reads until `parse` has a whole message; `Err(outcome)` ends the session.
+/// How long a client whose password could not be verified in time has to send its request,
+/// which is then answered "general failure".
+const BUSY_GRACE: Duration = Duration::from_secs(1);
+
+/// Reads until `parse` has a whole message, by `deadline`; `Err(outcome)` ends the session.
 async fn next<T>(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
+    deadline: Instant,
     parse: impl Fn(&[u8]) -> Parsed<T, wire::Socks5Error>,
 ) -> Result<T, Result<wire::Socks5Error, &'static str>> {
     loop {
@@ -37,7 +43,7 @@ async fn next<T>(
                 return Ok(value);
             }
             Parsed::Invalid(e) => return Err(Ok(e)),
-            Parsed::NeedMore => match read_more(stream, buf, MAX_MESSAGE).await {
+            Parsed::NeedMore => match before(deadline, read_more(stream, buf, MAX_MESSAGE)).await {
                 Ok(0) => return Err(Err("closed_before_request")),
                 Ok(_) => {}
                 Err(e) => return Err(Err(io_outcome(&e))),
@@ -75,8 +81,9 @@ pub async fn serve(
     mut stream: TcpStream,
     mut buf: Vec<u8>,
     rec: &mut ConnRecord,
+    deadline: Instant,
 ) -> Next {
-    let greeting = match next(&mut stream, &mut buf, wire::parse_greeting).await {
+    let greeting = match next(&mut stream, &mut buf, deadline, wire::parse_greeting).await {
         Ok(g) => g,
         Err(Ok(e)) => return Next::Done(refuse(&mut stream, e, rec).await),
         Err(Err(outcome)) => return Next::Done(outcome),
@@ -105,28 +112,50 @@ pub async fn serve(
     }
     let mut user = String::new();
     if method == wire::METHOD_USERPASS {
-        let creds = match next(&mut stream, &mut buf, wire::parse_userpass).await {
+        let creds = match next(&mut stream, &mut buf, deadline, wire::parse_userpass).await {
             Ok(c) => c,
             Err(Ok(e)) => return Next::Done(refuse(&mut stream, e, rec).await),
             Err(Err(outcome)) => return Next::Done(outcome),
         };
         rec.user = creds.username.clone();
+        let client = rec.client.unwrap_or(UNSPECIFIED).ip();
         let outcome = shard
             .auth
-            .check(generation, &creds.username, &creds.password)
+            .check(
+                generation,
+                &creds.username,
+                &creds.password,
+                client,
+                deadline,
+            )
             .await;
-        let ok = outcome == AuthOutcome::Accepted;
-        let _ = stream.write_all(&wire::encode_userpass_status(ok)).await;
-        if !ok {
-            return Next::Done(if outcome == AuthOutcome::Busy {
-                "auth_busy"
-            } else {
-                "auth_failed"
-            });
+        match outcome {
+            AuthOutcome::Accepted => {}
+            AuthOutcome::Rejected => {
+                let _ = stream.write_all(&wire::encode_userpass_status(false)).await;
+                return Next::Done("auth_failed");
+            }
+            AuthOutcome::Busy => {
+                // RFC 1929 has no temporary failure: a non-zero status reads as a wrong
+                // password. So the sub-negotiation is let through and the request is answered
+                // "general SOCKS server failure" (0x01), which clients treat as transient.
+                // Nothing is dialled: the password was never accepted.
+                let _ = stream.write_all(&wire::encode_userpass_status(true)).await;
+                let grace = Instant::now() + BUSY_GRACE;
+                if next(&mut stream, &mut buf, grace, wire::parse_request)
+                    .await
+                    .is_ok()
+                {
+                    reply(&mut stream, Reply::GeneralFailure, UNSPECIFIED).await;
+                }
+                rec.error = Some("password not verified in time (verifications busy)".into());
+                return Next::Done("auth_busy");
+            }
         }
+        let _ = stream.write_all(&wire::encode_userpass_status(true)).await;
         user = creds.username;
     }
-    let request = match next(&mut stream, &mut buf, wire::parse_request).await {
+    let request = match next(&mut stream, &mut buf, deadline, wire::parse_request).await {
         Ok(r) => r,
         Err(Ok(e)) => return Next::Done(refuse(&mut stream, e, rec).await),
         Err(Err(outcome)) => return Next::Done(outcome),
@@ -158,7 +187,7 @@ pub async fn serve(
         user,
         device: None,
     };
-    let opened = match Box::pin(open(shard, generation, &conn, &target, false)).await {
+    let opened = match Box::pin(open(shard, generation, &conn, &target, Reuse::Never)).await {
         Ok(o) => o,
         Err(e) => {
             let outcome = record_open_error(rec, shard, &e);
@@ -172,7 +201,6 @@ pub async fn serve(
     if stream.write_all(&out).await.is_err() {
         return Next::Done("client_error");
     }
-    let _ = stream.set_read_timeout(None);
     Next::Tunnel {
         client: stream,
         upstream: opened.dialed.stream,
