@@ -141,6 +141,8 @@ egressd_config() {
 deny_destinations = []
 handshake_timeout = "30s"
 max_connections = 100000
+# every benchmark client connects from 127.0.0.1
+max_connections_per_client = 100000
 
 [[listener]]
 name = "bench"

@@ -17,6 +17,7 @@ const CONFIG: &str = r#"
 deny_destinations = []
 shards = 1
 max_connections = 2
+max_connections_per_client = 10
 
 [[listener]]
 name = "office"

@@ -381,3 +381,14 @@ pub fn curl(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// A TCP connection to `dst` from the local address `src` (e.g. "127.0.0.5"): tests that
+/// need a client address of its own (per-client limits, failure tracking) bind before connecting.
+pub fn connect_from(src: &str, dst: SocketAddr) -> TcpStream {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let socket = Socket::new(Domain::for_address(dst), Type::STREAM, None).unwrap();
+    let local: SocketAddr = format!("{src}:0").parse().unwrap();
+    socket.bind(&SockAddr::from(local)).unwrap();
+    socket.connect(&SockAddr::from(dst)).unwrap();
+    socket.into()
+}
