@@ -93,8 +93,12 @@ impl Proto {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Workload {
-    /// Connect, handshake, one request/response, close; latency is the whole iteration.
+    /// Connect, handshake, one request/response, close; latency is the whole iteration, with
+    /// the handshake (connect to the proxy's answer) and the exchange also reported apart.
     Churn,
+    /// Churn in a closed loop only: each worker opens one connection at a time, so the
+    /// handshake percentiles are those of an unloaded, serial client.
+    Serial,
     /// Request/response round trips on tunnels opened once.
     Rr,
     /// Stream 64 KiB chunks for the duration: upload to a discard sink, or download from
@@ -108,6 +112,7 @@ impl Workload {
     pub fn name(self) -> &'static str {
         match self {
             Workload::Churn => "churn",
+            Workload::Serial => "serial",
             Workload::Rr => "rr",
             Workload::Bulk => "bulk",
             Workload::Idle => "idle",
@@ -167,4 +172,8 @@ pub struct RunArgs {
     /// Check first that the target (a `peer` or `http` sink) sees this source IP; exit 1 if not.
     #[arg(long, value_name = "IP")]
     pub expect_egress: Option<IpAddr>,
+    /// Also report the CPU time this process (the proxy under test, all its threads) used
+    /// during the measurement, in total and per request (from /proc/PID/stat).
+    #[arg(long, value_name = "PID")]
+    pub proxy_pid: Option<u32>,
 }

@@ -16,6 +16,7 @@ mod egress;
 mod exchange;
 mod failure;
 mod plan;
+mod proccpu;
 mod report;
 mod run;
 mod runtime;

@@ -32,6 +32,8 @@ pub struct Plan {
     pub streams: usize,
     pub json: Option<PathBuf>,
     pub expect_egress: Option<IpAddr>,
+    /// The proxy's process, whose CPU time is reported per request.
+    pub proxy_pid: Option<u32>,
 }
 
 /// Bad arguments (exit 2) versus an environment that cannot run the plan (exit 1).
@@ -68,6 +70,9 @@ impl Plan {
         }
         if args.rate.is_some() && matches!(args.workload, Workload::Bulk | Workload::Idle) {
             return usage("--rate applies to churn and rr only");
+        }
+        if args.rate.is_some() && args.workload == Workload::Serial {
+            return usage("serial is a closed loop: use churn with --rate for an open loop");
         }
         if let Some(rate) = args.rate
             && !(rate.is_finite() && rate > 0.0)
@@ -112,6 +117,7 @@ impl Plan {
             streams: args.streams,
             json: args.json,
             expect_egress: args.expect_egress,
+            proxy_pid: args.proxy_pid,
         })
     }
 

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -28,6 +29,14 @@ pub struct Report {
     pub requests_per_s: f64,
     pub gbit_per_s: f64,
     pub latency_us: Latency,
+    /// Churn and serial: the handshake (connect to the proxy's answer) and the exchange after
+    /// it, apart.
+    pub handshake_us: Option<Latency>,
+    pub exchange_us: Option<Latency>,
+    /// `--proxy-pid`: CPU time the proxy used while measuring, and per completed request
+    /// (per connection for churn and serial).
+    pub proxy_cpu_s: Option<f64>,
+    pub proxy_cpu_us_per_request: Option<f64>,
     pub errors: Errors,
     /// Refusals by code (`socks5:0x02`, `http:403`), a breakdown of `errors.proxy-refused`.
     pub refused_codes: BTreeMap<String, u64>,
@@ -95,7 +104,11 @@ impl Report {
                 per_second(stats.completed)
             },
             gbit_per_s: stats.bytes as f64 * 8.0 / seconds / 1e9,
-            latency_us: latency(stats),
+            latency_us: latency(&stats.latency),
+            handshake_us: (!stats.handshake.is_empty()).then(|| latency(&stats.handshake)),
+            exchange_us: (!stats.exchange.is_empty()).then(|| latency(&stats.exchange)),
+            proxy_cpu_s: None,
+            proxy_cpu_us_per_request: None,
             errors: Errors {
                 connect: errors.count(ErrorClass::Connect),
                 proxy_refused: errors.count(ErrorClass::ProxyRefused),
@@ -113,6 +126,14 @@ impl Report {
             egress,
             kind: plan.workload,
         }
+    }
+
+    /// Adds the proxy's CPU time over the measurement (`--proxy-pid`).
+    pub fn set_proxy_cpu(&mut self, cpu: Option<Duration>) {
+        self.proxy_cpu_s = cpu.map(|c| c.as_secs_f64());
+        self.proxy_cpu_us_per_request = cpu
+            .filter(|_| self.completed > 0)
+            .map(|c| c.as_secs_f64() * 1e6 / self.completed as f64);
     }
 
     pub fn table(&self) -> String {
@@ -145,17 +166,31 @@ impl Report {
         let _ = writeln!(out, "  connections/s   {:.1}", self.connections_per_s);
         let _ = writeln!(out, "  requests/s      {:.1}", self.requests_per_s);
         let _ = writeln!(out, "  throughput      {:.3} Gbit/s", self.gbit_per_s);
-        let l = &self.latency_us;
         let _ = writeln!(
             out,
             "  latency (us)    {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
             "p50", "p90", "p99", "p99.9", "max", "mean"
         );
-        let _ = writeln!(
-            out,
-            "                  {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
-            l.p50, l.p90, l.p99, l.p999, l.max, l.mean
-        );
+        let rows = [
+            ("", Some(&self.latency_us)),
+            ("  handshake", self.handshake_us.as_ref()),
+            ("  exchange", self.exchange_us.as_ref()),
+        ];
+        for (name, l) in rows {
+            if let Some(l) = l {
+                let _ = writeln!(
+                    out,
+                    "  {name:<14}  {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+                    l.p50, l.p90, l.p99, l.p999, l.max, l.mean
+                );
+            }
+        }
+        if let (Some(total), Some(per)) = (self.proxy_cpu_s, self.proxy_cpu_us_per_request) {
+            let _ = writeln!(
+                out,
+                "  proxy CPU       {total:.3} s, {per:.1} us per request"
+            );
+        }
         let e = &self.errors;
         let _ = writeln!(
             out,
@@ -169,8 +204,7 @@ impl Report {
     }
 }
 
-fn latency(stats: &ThreadStats) -> Latency {
-    let h = &stats.latency;
+fn latency(h: &hdrhistogram::Histogram<u64>) -> Latency {
     if h.is_empty() {
         return Latency::default();
     }

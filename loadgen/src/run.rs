@@ -7,6 +7,7 @@
 use std::fs;
 use std::io::{self, Write};
 use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 
@@ -15,6 +16,7 @@ use crate::conn::Conn;
 use crate::dial::Dialer;
 use crate::egress::{self, Observed};
 use crate::plan::{Plan, PlanError};
+use crate::proccpu;
 use crate::report::Report;
 use crate::runtime;
 use crate::stats::ThreadStats;
@@ -68,8 +70,9 @@ pub fn execute(args: RunArgs) -> Result<(), RunError> {
         _ => None,
     };
 
-    let stats = measure(&plan)?;
-    let report = Report::new(&plan, &stats, egress);
+    let (stats, proxy_cpu) = measure(&plan)?;
+    let mut report = Report::new(&plan, &stats, egress);
+    report.set_proxy_cpu(proxy_cpu);
     print!("{}", report.table());
     let _ = io::stdout().flush();
     if let Some(path) = &plan.json {
@@ -97,20 +100,36 @@ fn preflight(plan: Arc<Plan>) -> anyhow::Result<Option<Observed>> {
     })?
 }
 
-fn measure(plan: &Arc<Plan>) -> anyhow::Result<ThreadStats> {
+/// Runs the executors and merges what they measured; with `--proxy-pid`, also the CPU time
+/// the proxy used over the first executor's measurement window.
+fn measure(plan: &Arc<Plan>) -> anyhow::Result<(ThreadStats, Option<Duration>)> {
     let (idle_tx, idle_rx) = mpsc::channel();
+    let (window_tx, window_rx) = mpsc::channel();
     let mut executors = Vec::with_capacity(plan.threads);
     for index in 0..plan.threads {
         let plan = Arc::clone(plan);
-        let idle_tx = idle_tx.clone();
+        let (idle_tx, window_tx) = (idle_tx.clone(), window_tx.clone());
         let cpu = plan.cpus.for_executor(index);
         executors.push(runtime::spawn(
             &format!("loadgen-{index}"),
             cpu,
-            move || workload::run_shard(plan, index, idle_tx),
+            move || workload::run_shard(plan, index, idle_tx, window_tx),
         )?);
     }
-    drop(idle_tx);
+    drop((idle_tx, window_tx));
+    let cpu_meter = plan.proxy_pid.map(|pid| {
+        std::thread::spawn(move || -> anyhow::Result<Option<Duration>> {
+            // The first window to start stands for all (they start within set-up time).
+            let Ok(window) = window_rx.recv() else {
+                return Ok(None);
+            };
+            sleep_until(window.warmup_end);
+            let before = proccpu::cpu_time(pid).map_err(|e| anyhow!(e))?;
+            sleep_until(window.end);
+            let after = proccpu::cpu_time(pid).map_err(|e| anyhow!(e))?;
+            Ok(Some(after.saturating_sub(before)))
+        })
+    });
 
     if plan.workload == Workload::Idle {
         // Every executor reports once; a dead one closes its sender instead.
@@ -124,5 +143,18 @@ fn measure(plan: &Arc<Plan>) -> anyhow::Result<ThreadStats> {
         let stats = runtime::join(executor)?.map_err(|e| anyhow!(e))?;
         merged.merge(&stats).map_err(|e| anyhow!(e))?;
     }
-    Ok(merged)
+    let proxy_cpu = match cpu_meter {
+        Some(meter) => meter
+            .join()
+            .map_err(|_| anyhow!("the CPU meter thread panicked"))??,
+        None => None,
+    };
+    Ok((merged, proxy_cpu))
+}
+
+fn sleep_until(t: Instant) {
+    let now = Instant::now();
+    if t > now {
+        std::thread::sleep(t - now);
+    }
 }

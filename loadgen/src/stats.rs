@@ -14,6 +14,10 @@ const MAX_LATENCY_NS: u64 = 3_600_000_000_000;
 pub struct ThreadStats {
     /// Nanoseconds, 3 significant digits.
     pub latency: Histogram<u64>,
+    /// Churn: the handshake part of each iteration (connect to the proxy's answer), and the
+    /// exchange after it; nanoseconds.
+    pub handshake: Histogram<u64>,
+    pub exchange: Histogram<u64>,
     /// Successful operations: iterations, round trips, bulk chunks, or idle tunnels that
     /// survived the hold.
     pub completed: u64,
@@ -30,10 +34,14 @@ pub struct ThreadStats {
 
 impl ThreadStats {
     pub fn new() -> Result<Self, String> {
-        let latency = Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3)
-            .map_err(|e| format!("cannot create latency histogram: {e}"))?;
+        let histogram = || {
+            Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3)
+                .map_err(|e| format!("cannot create latency histogram: {e}"))
+        };
         Ok(ThreadStats {
-            latency,
+            latency: histogram()?,
+            handshake: histogram()?,
+            exchange: histogram()?,
             completed: 0,
             connections: 0,
             bytes: 0,
@@ -44,14 +52,23 @@ impl ThreadStats {
     }
 
     pub fn record_latency(&mut self, latency: Duration) {
-        let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
-        self.latency.saturating_record(ns.max(1));
+        record(&mut self.latency, latency);
+    }
+
+    pub fn record_phases(&mut self, handshake: Duration, exchange: Duration) {
+        record(&mut self.handshake, handshake);
+        record(&mut self.exchange, exchange);
     }
 
     pub fn merge(&mut self, other: &ThreadStats) -> Result<(), String> {
-        self.latency
-            .add(&other.latency)
-            .map_err(|e| format!("cannot merge histograms: {e}"))?;
+        for (mine, theirs) in [
+            (&mut self.latency, &other.latency),
+            (&mut self.handshake, &other.handshake),
+            (&mut self.exchange, &other.exchange),
+        ] {
+            mine.add(theirs)
+                .map_err(|e| format!("cannot merge histograms: {e}"))?;
+        }
         self.completed += other.completed;
         self.connections += other.connections;
         self.bytes += other.bytes;
@@ -61,6 +78,11 @@ impl ThreadStats {
         self.setup = self.setup.max(other.setup);
         Ok(())
     }
+}
+
+fn record(h: &mut Histogram<u64>, latency: Duration) {
+    let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+    h.saturating_record(ns.max(1));
 }
 
 #[cfg(test)]

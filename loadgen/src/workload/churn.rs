@@ -1,7 +1,10 @@
 //! `churn`: connect, handshake, one request/response, close. Latency is the whole iteration,
-//! which is what a client of a proxy feels for a short-lived connection.
+//! which is what a client of a proxy feels for a short-lived connection; the handshake
+//! (connect to the proxy's answer) and the exchange are also recorded apart. `serial` is the
+//! same in a closed loop only.
 
 use std::rc::Rc;
+use std::time::Instant;
 
 use super::ShardCtx;
 use super::drive::{self, Outcome};
@@ -22,10 +25,13 @@ async fn iteration(ctx: Rc<ShardCtx>, worker: ()) -> Outcome<()> {
 }
 
 async fn once(ctx: &ShardCtx) -> Result<Sample, Failure> {
+    let started = Instant::now();
     let mut tunnel = ctx.dialer.open().await?;
+    let handshake = started.elapsed();
     let done = ctx.exchange.round_trip(&mut tunnel.conn, false).await?;
     Ok(Sample {
         bytes: done.bytes,
         connections: 1,
+        handshake: Some(handshake),
     })
 }

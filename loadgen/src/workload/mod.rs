@@ -19,6 +19,7 @@ use crate::plan::Plan;
 use crate::schedule::Schedule;
 use crate::stats::ThreadStats;
 use recorder::Recorder;
+pub use recorder::Window;
 
 /// Everything an executor's tasks share; only ever touched from that executor's thread.
 #[derive(Debug)]
@@ -44,21 +45,23 @@ impl ShardCtx {
 }
 
 /// Runs executor `index`'s part of `plan` and returns what it measured. An idle run reports
-/// its open tunnel count on `idle_report` before holding them.
+/// its open tunnel count on `idle_report` before holding them; every run reports its
+/// measurement window on `window_started` when it begins.
 pub async fn run_shard(
     plan: Arc<Plan>,
     index: usize,
     idle_report: Sender<u64>,
+    window_started: Sender<Window>,
 ) -> Result<ThreadStats, String> {
     let ctx = Rc::new(ShardCtx {
         dialer: Dialer::new(&plan)?,
         exchange: Exchange::new(&plan),
-        recorder: Recorder::new(plan.warmup, plan.duration)?,
+        recorder: Recorder::new(plan.warmup, plan.duration, window_started)?,
         plan,
         index,
     });
     match ctx.plan.workload {
-        Workload::Churn => churn::run(&ctx).await,
+        Workload::Churn | Workload::Serial => churn::run(&ctx).await,
         Workload::Rr => rr::run(&ctx).await,
         Workload::Bulk => bulk::run(&ctx).await,
         Workload::Idle => idle::run(&ctx, &idle_report).await,

@@ -5,6 +5,7 @@
 //! slow tail is not silently cut off.
 
 use std::cell::{Cell, RefCell};
+use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use crate::failure::Failure;
@@ -37,6 +38,9 @@ pub struct Sample {
     pub bytes: u64,
     /// New tunnels it had to open.
     pub connections: u64,
+    /// Of its latency, the part spent opening the tunnel (connect to the proxy's answer), when
+    /// the operation is a whole connection (churn): the rest is the exchange.
+    pub handshake: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -45,15 +49,23 @@ pub struct Recorder {
     duration: Duration,
     window: Cell<Window>,
     stats: RefCell<ThreadStats>,
+    started: Sender<Window>,
 }
 
 impl Recorder {
-    pub fn new(warmup: Duration, duration: Duration) -> Result<Recorder, String> {
+    /// `started` hears of the window once it starts (the run measures the proxy's CPU time
+    /// over it).
+    pub fn new(
+        warmup: Duration,
+        duration: Duration,
+        started: Sender<Window>,
+    ) -> Result<Recorder, String> {
         Ok(Recorder {
             warmup,
             duration,
             window: Cell::new(Window::starting_at(Instant::now(), warmup, duration)),
             stats: RefCell::new(ThreadStats::new()?),
+            started,
         })
     }
 
@@ -61,6 +73,7 @@ impl Recorder {
     pub fn start_window(&self) -> Window {
         let window = Window::starting_at(Instant::now(), self.warmup, self.duration);
         self.window.set(window);
+        let _ = self.started.send(window);
         window
     }
 
@@ -76,7 +89,11 @@ impl Recorder {
         let mut stats = self.stats.borrow_mut();
         match outcome {
             Ok(sample) => {
-                stats.record_latency(started.elapsed());
+                let elapsed = started.elapsed();
+                stats.record_latency(elapsed);
+                if let Some(handshake) = sample.handshake {
+                    stats.record_phases(handshake, elapsed.saturating_sub(handshake));
+                }
                 stats.completed += 1;
                 stats.bytes += sample.bytes;
                 stats.connections += sample.connections;

@@ -45,6 +45,7 @@ async fn iteration(ctx: Rc<ShardCtx>, session: Option<Conn>) -> Outcome<Option<C
             Ok(Sample {
                 bytes: done.bytes,
                 connections,
+                handshake: None,
             }),
         ),
         Err(failure) => (None, Err(failure)),

@@ -31,7 +31,7 @@ fn unreachable_proxy_is_a_setup_failure() {
 
 #[test]
 fn contradictory_arguments_exit_2() {
-    let cases: [&[&str]; 5] = [
+    let cases: [&[&str]; 6] = [
         &[
             "--proto",
             "socks5",
@@ -79,6 +79,16 @@ fn contradictory_arguments_exit_2() {
             "rr",
             "--duration",
             "10 parsecs",
+        ],
+        &[
+            "--proto",
+            "direct",
+            "--target",
+            "127.0.0.1:1",
+            "--workload",
+            "serial",
+            "--rate",
+            "10",
         ],
     ];
     for case in cases {

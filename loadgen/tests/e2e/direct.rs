@@ -225,3 +225,61 @@ fn expect_egress_direct() {
         result.stdout
     );
 }
+
+#[test]
+fn serial_reports_handshake_and_exchange_apart_and_a_process_cpu() {
+    let sink = Sink::start(&["--mode", "echo"]);
+    let pid = sink.pid().to_string();
+    let result = run(&[
+        "--target",
+        &sink.addr,
+        "--proto",
+        "direct",
+        "--workload",
+        "serial",
+        "--connections",
+        "2",
+        "--proxy-pid",
+        &pid,
+        SHORT[0],
+        SHORT[1],
+        SHORT[2],
+        SHORT[3],
+    ]);
+    let json = result.clean();
+    assert_eq!(json["workload"], "serial");
+    let total = num(&json["latency_us"], "p50");
+    let handshake = num(&json["handshake_us"], "p50");
+    let exchange = num(&json["exchange_us"], "p50");
+    // Each iteration's parts are no longer than the iteration, so their quantiles are not.
+    assert!(handshake > 0.0 && handshake <= total, "{json}");
+    assert!(exchange > 0.0 && exchange <= total, "{json}");
+    // The sink served every connection: it used CPU, which is split over the iterations.
+    let cpu = num(json, "proxy_cpu_s");
+    let per = num(json, "proxy_cpu_us_per_request");
+    assert!(cpu > 0.0, "{json}");
+    let completed = json["completed"].as_f64().unwrap();
+    assert!((per * completed / 1e6 - cpu).abs() < 1e-6, "{json}");
+    assert!(result.stdout.contains("handshake"), "{}", result.stdout);
+    assert!(result.stdout.contains("proxy CPU"), "{}", result.stdout);
+}
+
+#[test]
+fn rr_has_no_handshake_phase() {
+    let sink = Sink::start(&["--mode", "echo"]);
+    let result = run(&[
+        "--target",
+        &sink.addr,
+        "--proto",
+        "direct",
+        "--workload",
+        "rr",
+        SHORT[0],
+        SHORT[1],
+        SHORT[2],
+        SHORT[3],
+    ]);
+    let json = result.clean();
+    assert!(json["handshake_us"].is_null() && json["exchange_us"].is_null());
+    assert!(json["proxy_cpu_s"].is_null());
+}

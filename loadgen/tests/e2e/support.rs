@@ -44,6 +44,13 @@ impl Sink {
     }
 }
 
+impl Sink {
+    /// The sink's process id (for `--proxy-pid`: any process's CPU time can be measured).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Sink {
     fn drop(&mut self) {
         let _ = self.child.kill();
