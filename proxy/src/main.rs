@@ -11,6 +11,7 @@ mod egress;
 mod files;
 mod geo;
 mod listen;
+mod readiness;
 mod relay;
 mod run;
 mod session;

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncRead, AsyncWrite};
 
+use crate::readiness::Readiness;
+
 /// Size of one relay buffer.
 pub const BUF_SIZE: usize = 128 * 1024;
 /// Buffers a shard keeps for reuse.
@@ -42,6 +44,45 @@ impl BufPool {
     }
 }
 
+/// How the relay reads one side of a tunnel: TCP through the shard's epoll readiness (see
+/// `readiness`), anything else (TLS) through its own `poll_read`.
+pub trait RelayRead: AsyncRead + Unpin {
+    /// Reads into `buf`; `watched` is this side's record that its socket is in the epoll set.
+    fn poll_relay_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+        readiness: &Readiness,
+        watched: &mut bool,
+    ) -> Poll<io::Result<usize>> {
+        let _ = (readiness, watched);
+        Pin::new(self).poll_read(cx, buf)
+    }
+
+    /// Called once the tunnel is over.
+    fn relay_done(&self, readiness: &Readiness) {
+        let _ = readiness;
+    }
+}
+
+impl RelayRead for glommio::net::TcpStream {
+    fn poll_relay_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+        readiness: &Readiness,
+        watched: &mut bool,
+    ) -> Poll<io::Result<usize>> {
+        readiness.poll_read(self, watched, cx, buf)
+    }
+
+    fn relay_done(&self, readiness: &Readiness) {
+        readiness.forget(self);
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> RelayRead for futures_rustls::server::TlsStream<S> {}
+
 /// One direction of a tunnel.
 struct Direction {
     buf: Option<Vec<u8>>,
@@ -50,6 +91,8 @@ struct Direction {
     eof: bool,
     done: bool,
     bytes: u64,
+    /// The reading side's socket is in the shard's epoll set (see `RelayRead`).
+    watched: bool,
 }
 
 impl Direction {
@@ -62,15 +105,17 @@ impl Direction {
             eof: false,
             done: false,
             bytes: 0,
+            watched: false,
         }
     }
 
-    fn poll<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    fn poll<R: RelayRead, W: AsyncWrite + Unpin>(
         &mut self,
         cx: &mut Context<'_>,
         from: &RefCell<R>,
         to: &RefCell<W>,
         pool: &BufPool,
+        readiness: &Readiness,
         active: &Cell<Instant>,
     ) -> Poll<io::Result<()>> {
         loop {
@@ -118,7 +163,10 @@ impl Direction {
             if buf.len() < BUF_SIZE {
                 buf.resize(BUF_SIZE, 0);
             }
-            match Pin::new(&mut *from.borrow_mut()).poll_read(cx, &mut buf) {
+            match from
+                .borrow_mut()
+                .poll_relay_read(cx, &mut buf, readiness, &mut self.watched)
+            {
                 Poll::Ready(Ok(0)) => {
                     pool.put(buf);
                     self.eof = true;
@@ -167,22 +215,31 @@ struct Relay<'a, C, U> {
     up: Direction,
     down: Direction,
     pool: &'a BufPool,
+    readiness: &'a Readiness,
     active: &'a Cell<Instant>,
 }
 
-impl<C: AsyncRead + AsyncWrite + Unpin, U: AsyncRead + AsyncWrite + Unpin> Future
-    for Relay<'_, C, U>
-{
+impl<C: RelayRead + AsyncWrite, U: RelayRead + AsyncWrite> Future for Relay<'_, C, U> {
     type Output = io::Result<()>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        let up = this
-            .up
-            .poll(cx, this.client, this.upstream, this.pool, this.active)?;
-        let down = this
-            .down
-            .poll(cx, this.upstream, this.client, this.pool, this.active)?;
+        let up = this.up.poll(
+            cx,
+            this.client,
+            this.upstream,
+            this.pool,
+            this.readiness,
+            this.active,
+        )?;
+        let down = this.down.poll(
+            cx,
+            this.upstream,
+            this.client,
+            this.pool,
+            this.readiness,
+            this.active,
+        )?;
         if up.is_ready() && down.is_ready() {
             Poll::Ready(Ok(()))
         } else {
@@ -193,12 +250,13 @@ impl<C: AsyncRead + AsyncWrite + Unpin, U: AsyncRead + AsyncWrite + Unpin> Futur
 
 /// Relays until both directions have closed, one fails, or nothing moves for `idle`.
 /// `initial` holds client bytes that arrived with the handshake.
-pub async fn relay<C: AsyncRead + AsyncWrite + Unpin, U: AsyncRead + AsyncWrite + Unpin>(
+pub async fn relay<C: RelayRead + AsyncWrite, U: RelayRead + AsyncWrite>(
     client: C,
     upstream: U,
     initial: Vec<u8>,
     idle: Duration,
     pool: &BufPool,
+    readiness: &Readiness,
 ) -> RelayStats {
     let client = RefCell::new(client);
     let upstream = RefCell::new(upstream);
@@ -209,6 +267,7 @@ pub async fn relay<C: AsyncRead + AsyncWrite + Unpin, U: AsyncRead + AsyncWrite 
         up: Direction::new(initial),
         down: Direction::new(Vec::new()),
         pool,
+        readiness,
         active: &active,
     };
     let watchdog = async {
@@ -230,6 +289,8 @@ pub async fn relay<C: AsyncRead + AsyncWrite + Unpin, U: AsyncRead + AsyncWrite 
         watchdog,
     )
     .await;
+    client.borrow().relay_done(readiness);
+    upstream.borrow().relay_done(readiness);
     let (up, down) = (relay.up.bytes, relay.down.bytes);
     for d in [&mut relay.up, &mut relay.down] {
         if let Some(b) = d.buf.take() {

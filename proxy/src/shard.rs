@@ -57,6 +57,8 @@ pub struct Shard {
     local: RefCell<GenRef>,
     pub dialer: Rc<Dialer>,
     pub bufs: BufPool,
+    /// Tunnel sockets' readiness from the shard's epoll instance.
+    pub readiness: Rc<crate::readiness::Readiness>,
     pub auth: Authenticator,
     pub resolver: Resolver,
     pub log: AccessLog,
@@ -151,12 +153,23 @@ pub async fn run(cfg: ShardConfig, ready: std::sync::mpsc::Sender<Result<usize, 
     let generation = cfg.shared.load_full();
     let settings = generation.policy().settings.clone();
     let per_shard = (settings.max_connections as usize).div_ceil(cfg.shards.max(1));
+    let readiness = match crate::readiness::Readiness::new() {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = ready.send(Err(format!(
+                "cannot create the shard's epoll instance: {e}"
+            )));
+            return;
+        }
+    };
+    glommio::spawn_local(readiness.clone().run()).detach();
     let shard = Rc::new(Shard {
         id: cfg.id,
         generation: RefCell::new(arc_swap::Cache::new(cfg.shared.clone())),
         local: RefCell::new(Rc::new(generation.clone())),
         dialer: Rc::new(Dialer::new(SOCKET_POOL_DEPTH)),
         bufs: BufPool::default(),
+        readiness,
         auth: Authenticator::new(cfg.salt),
         resolver: Resolver::new(cfg.resolver.clone()),
         log: AccessLog::stdout(),

@@ -1,10 +1,11 @@
-//! The one room for `unsafe`: socket options socket2 has no setter for, and handing a
-//! listening socket to glommio (whose only way in is `FromRawFd`). Each call passes a valid
-//! descriptor borrowed from, or owned by, a live socket and a correctly sized option value.
+//! The one room for `unsafe`: socket options socket2 has no setter for, handing descriptors to
+//! glommio (whose only way in is `FromRawFd`), a non-blocking `recv` into an initialised
+//! buffer (socket2's takes `MaybeUninit`), and epoll. Each call passes a valid descriptor
+//! borrowed from, or owned by, a live object and a correctly sized value or buffer.
 #![allow(unsafe_code)]
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
 /// Gives a bound, listening socket to glommio. glommio's own `TcpListener::bind` offers no
 /// way to set options first, nor to reach the descriptor afterwards.
@@ -13,6 +14,105 @@ pub fn glommio_listener(socket: socket2::Socket) -> glommio::net::TcpListener {
     // SAFETY: `fd` was just released by its only owner, so the listener becomes its sole
     // owner and closes it once; the caller bound it and made it listen.
     unsafe { glommio::net::TcpListener::from_raw_fd(fd) }
+}
+
+/// An epoll instance (edge-triggered readiness for many sockets, see `readiness`).
+#[derive(Debug)]
+pub struct Epoll(OwnedFd);
+
+impl Epoll {
+    pub fn new() -> io::Result<Epoll> {
+        // SAFETY: epoll_create1 takes no pointers; a non-negative result is a new descriptor
+        // that nothing else owns.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just created and is owned by nothing else.
+        Ok(Epoll(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Watches `fd` for input, hang-up and errors, edge-triggered, reporting `fd` itself.
+    /// Closing the socket removes it (nothing else holds its file description).
+    pub fn watch(&self, fd: RawFd) -> io::Result<()> {
+        let mut event = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
+            u64: fd as u64,
+        };
+        // SAFETY: both descriptors are live (the caller's socket is borrowed for the call);
+        // `event` is a valid epoll_event the kernel only reads.
+        let rc =
+            unsafe { libc::epoll_ctl(self.0.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &raw mut event) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EEXIST) {
+            Ok(())
+        } else {
+            Err(e)
+        }
+    }
+
+    /// The descriptors ready now (never waits), into `ready`.
+    pub fn ready_now(&self, ready: &mut Vec<RawFd>) -> io::Result<()> {
+        const BATCH: usize = 256;
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; BATCH];
+        // SAFETY: `events` is a writable array of BATCH epoll_events; timeout 0 never blocks.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.0.as_raw_fd(),
+                events.as_mut_ptr(),
+                BATCH as libc::c_int,
+                0,
+            )
+        };
+        let Ok(n) = usize::try_from(n) else {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::Interrupted {
+                Ok(())
+            } else {
+                Err(e)
+            };
+        };
+        ready.extend(events[..n].iter().map(|e| e.u64 as RawFd));
+        Ok(())
+    }
+
+    /// A glommio stream over a duplicate of the epoll descriptor. glommio arms one poll for a
+    /// new stream, so waiting to read from it is waiting until some watched socket is ready;
+    /// after that one wait it is dropped (a read would fail: it is no socket).
+    pub fn glommio_waiter(&self) -> io::Result<glommio::net::TcpStream> {
+        let fd = self.0.try_clone()?.into_raw_fd();
+        // SAFETY: `fd` was just released by its only owner; the stream becomes its sole owner
+        // and closes it once.
+        Ok(unsafe { glommio::net::TcpStream::from_raw_fd(fd) })
+    }
+}
+
+/// Reads what the socket holds now, without waiting: `None` when nothing is there.
+pub fn recv_now(socket: &impl AsRawFd, buf: &mut [u8]) -> Option<io::Result<usize>> {
+    // SAFETY: the descriptor comes from a live socket borrowed for the duration of the call;
+    // the kernel writes at most `buf.len()` bytes into `buf`, which is valid and writable.
+    let rc = unsafe {
+        libc::recv(
+            socket.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    match usize::try_from(rc) {
+        Ok(n) => Some(Ok(n)),
+        Err(_) => {
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::WouldBlock => None,
+                io::ErrorKind::Interrupted => None,
+                _ => Some(Err(e)),
+            }
+        }
+    }
 }
 
 /// IP_BIND_ADDRESS_NO_PORT: bind the source address now but pick the port at connect time,

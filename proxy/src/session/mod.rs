@@ -131,7 +131,7 @@ pub fn record_open_error(rec: &mut ConnRecord, shard: &Shard, e: &OpenError) -> 
 }
 
 /// What a client connection is carried over: plain TCP, or TLS on TCP.
-pub trait ClientIo: AsyncRead + AsyncWrite + Unpin {
+pub trait ClientIo: crate::relay::RelayRead + AsyncWrite {
     /// The TCP connection underneath (for timeouts and addresses).
     fn tcp(&self) -> &TcpStream;
 }
@@ -182,7 +182,15 @@ async fn finish<S: ClientIo>(
             pending,
         } => {
             let idle = generation.policy().settings.idle_timeout;
-            let stats = relay(client, upstream, pending, idle, &shard.bufs).await;
+            let stats = relay(
+                client,
+                upstream,
+                pending,
+                idle,
+                &shard.bufs,
+                &shard.readiness,
+            )
+            .await;
             rec.bytes_up += stats.up;
             rec.bytes_down += stats.down;
             match stats.end {
