@@ -13,9 +13,10 @@
 //! - An unknown user name (or a user without a password) is verified against a dummy hash with
 //!   the same parameters as the configured ones, so the time taken does not tell which accounts
 //!   exist.
-//! - Addresses with recent failures are "suspect": their checks queue behind every other
-//!   address's, and from the `FREE_FAILURES`-th failure on each attempt is delayed (doubling up
-//!   to `MAX_PENALTY`) before it may queue at all, so a guesser slows itself down and a user
+//! - Addresses with recent failures, or with several checks under way at once, are
+//!   "suspect": their checks queue behind every other address's, in a shorter line of their
+//!   own, and from the `FREE_FAILURES`-th failure on each attempt is delayed (doubling up to
+//!   `MAX_PENALTY`) before it may queue at all, so a guesser slows itself down and a user
 //!   elsewhere is served first.
 
 use std::cell::{Cell, RefCell};
@@ -31,8 +32,11 @@ use sha2::{Digest, Sha256};
 
 use crate::state::GenRef;
 
-/// Checks waiting for the verification thread, per shard; more are answered `Busy` at once.
+/// Checks waiting for the verification thread, per shard, from clean addresses and from
+/// suspect ones: each line has its own bound, so suspects cannot fill the clean line; more
+/// are answered `Busy` at once.
 const MAX_WAITING: usize = 256;
+const MAX_WAITING_SUSPECT: usize = 64;
 /// Cached users per shard.
 const MAX_CACHED: usize = 10_000;
 /// Failures an address may have before its attempts are delayed.
@@ -60,6 +64,9 @@ pub struct Authenticator {
     verified: RefCell<HashMap<String, (u64, [u8; 32])>>,
     line: Line,
     failures: RefCell<HashMap<IpAddr, Failures>>,
+    /// Checks under way (waiting or verifying) per address, so that a burst from an address
+    /// with no failures yet counts as suspect before its first answers come back.
+    under_way: RefCell<HashMap<IpAddr, u32>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -75,6 +82,7 @@ impl Authenticator {
             verified: RefCell::new(HashMap::new()),
             line: Line::default(),
             failures: RefCell::new(HashMap::new()),
+            under_way: RefCell::new(HashMap::new()),
         }
     }
 
@@ -139,7 +147,8 @@ impl Authenticator {
             let left = deadline.saturating_duration_since(Instant::now());
             glommio::timer::sleep(delay.min(left)).await;
         }
-        let suspect = failures >= FREE_FAILURES;
+        let _under_way = UnderWay::start(&self.under_way, client);
+        let suspect = failures + _under_way.others >= FREE_FAILURES;
         let slot = futures_lite::future::or(self.line.acquire(suspect), async {
             glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
             None
@@ -173,6 +182,40 @@ impl Authenticator {
         }
         cache.insert(user.to_string(), (generation.id, digest));
         AuthOutcome::Accepted
+    }
+}
+
+/// One check under way from an address, counted while it lives.
+struct UnderWay<'a> {
+    map: &'a RefCell<HashMap<IpAddr, u32>>,
+    client: IpAddr,
+    /// Checks from the same address already under way when this one started.
+    others: u32,
+}
+
+impl<'a> UnderWay<'a> {
+    fn start(map: &'a RefCell<HashMap<IpAddr, u32>>, client: IpAddr) -> Self {
+        let mut m = map.borrow_mut();
+        let n = m.entry(client).or_insert(0);
+        let others = *n;
+        *n += 1;
+        UnderWay {
+            map,
+            client,
+            others,
+        }
+    }
+}
+
+impl Drop for UnderWay<'_> {
+    fn drop(&mut self) {
+        let mut m = self.map.borrow_mut();
+        if let Some(n) = m.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.client);
+            }
+        }
     }
 }
 
@@ -261,11 +304,15 @@ impl Line {
             self.busy.set(true);
             return Some(Slot(self));
         }
-        if self.waiting() >= MAX_WAITING {
+        let (queue, bound) = if suspect {
+            (&self.suspect, MAX_WAITING_SUSPECT)
+        } else {
+            (&self.clean, MAX_WAITING)
+        };
+        if queue.borrow().len() >= bound {
             return None;
         }
         let ticket = Rc::new(Ticket::default());
-        let queue = if suspect { &self.suspect } else { &self.clean };
         queue.borrow_mut().push_back(ticket.clone());
         let waiting = Waiting { line: self, ticket };
         std::future::poll_fn(|cx| {
@@ -390,6 +437,14 @@ mod tests {
         block_on(async {
             let line = Line::default();
             let _held = line.acquire(false).await.unwrap();
+            let mut suspects: Vec<_> = (0..MAX_WAITING_SUSPECT)
+                .map(|_| Box::pin(line.acquire(true)))
+                .collect();
+            for f in &mut suspects {
+                assert!(poll_once(f).await.is_none());
+            }
+            assert!(line.acquire(true).await.is_none(), "no place left: Busy");
+            // Suspects cannot take the clean line's places.
             let mut queued: Vec<_> = (0..MAX_WAITING)
                 .map(|_| Box::pin(line.acquire(false)))
                 .collect();

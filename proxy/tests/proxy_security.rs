@@ -440,62 +440,93 @@ fn socks_login(
     pw: &str,
     dst: SocketAddr,
 ) -> (u8, Option<u8>) {
+    try_socks_login(proxy, src, user, pw, dst).unwrap()
+}
+
+/// `socks_login`, with the connection's errors returned (a flooding client is refused at times).
+fn try_socks_login(
+    proxy: SocketAddr,
+    src: &str,
+    user: &str,
+    pw: &str,
+    dst: SocketAddr,
+) -> std::io::Result<(u8, Option<u8>)> {
     let mut s = connect_from(src, proxy);
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    s.write_all(&[5, 1, 2]).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    s.write_all(&[5, 1, 2])?;
     let mut two = [0u8; 2];
-    s.read_exact(&mut two).unwrap();
+    s.read_exact(&mut two)?;
     assert_eq!(two, [5, 2]);
     let mut msg = vec![1, user.len() as u8];
     msg.extend_from_slice(user.as_bytes());
     msg.push(pw.len() as u8);
     msg.extend_from_slice(pw.as_bytes());
-    s.write_all(&msg).unwrap();
-    s.read_exact(&mut two).unwrap();
+    s.write_all(&msg)?;
+    s.read_exact(&mut two)?;
     if two[1] != 0 {
-        return (two[1], None);
+        return Ok((two[1], None));
     }
     let SocketAddr::V4(v4) = dst else { panic!() };
     let mut req = vec![5, 1, 0, 1];
     req.extend_from_slice(&v4.ip().octets());
     req.extend_from_slice(&v4.port().to_be_bytes());
-    s.write_all(&req).unwrap();
+    s.write_all(&req)?;
     let mut reply = [0u8; 10];
-    s.read_exact(&mut reply).unwrap();
-    (0, Some(reply[1]))
+    s.read_exact(&mut reply)?;
+    Ok((0, Some(reply[1])))
 }
 
 #[test]
 fn a_flood_of_wrong_passwords_does_not_turn_a_correct_one_into_a_refusal() {
     let up = Upstream::start("127.0.0.1:0");
-    let proxy = Proxy::start(&config("").replace("auth = \"optional\"", "auth = \"required\""));
+    // Six more users, each to log in once from an address of their own during the flood.
+    let quiet: String = (0..6)
+        .map(|i| format!("[[user]]\nname = \"u{i}\"\npassword = \"{}\"\n", hash("pw")))
+        .collect();
+    let proxy =
+        Proxy::start(&(config("").replace("auth = \"optional\"", "auth = \"required\"") + &quiet));
     let stop = Arc::new(AtomicBool::new(false));
     let started = Arc::new(AtomicUsize::new(0));
     let refused = Arc::new(AtomicUsize::new(0));
-    let flood: Vec<_> = (0..200)
+    // More guessers at once than both verification lines hold.
+    let flood: Vec<_> = (0..800)
         .map(|_| {
             let (stop, started, refused) = (stop.clone(), started.clone(), refused.clone());
             let (p, dst) = (proxy.addr, up.addr);
             std::thread::spawn(move || {
-                for _ in 0..3 {
+                // Guess again and again (bounded) until the test has its answers.
+                for _ in 0..100 {
                     if stop.load(Ordering::Relaxed) {
                         return;
                     }
                     started.fetch_add(1, Ordering::Relaxed);
-                    let (status, _) = socks_login(p, "127.0.0.1", "alice", "guess", dst);
-                    if status != 0 {
-                        refused.fetch_add(1, Ordering::Relaxed);
+                    // Refused outright (the address's connection cap) or told "wrong": both
+                    // turn the guess away; a temporary failure does not count.
+                    match try_socks_login(p, "127.0.0.1", "alice", "guess", dst) {
+                        Ok((0, _)) => {}
+                        _ => {
+                            refused.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                 }
             })
         })
         .collect();
-    // Every flooding thread has sent at least one guess before the right passwords come.
-    while started.load(Ordering::Relaxed) < 200 {
+    // The flood is in full swing (every thread guessing, many guesses refused already, the
+    // address a known guesser) before the right passwords come.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while started.load(Ordering::Relaxed) < 800 || refused.load(Ordering::Relaxed) < 300 {
+        assert!(Instant::now() < deadline, "the flood did not get going");
         std::thread::yield_now();
     }
-    // First use of each password (nothing cached), from a quiet address: accepted.
+    // First use of each password (nothing cached), from quiet addresses: accepted.
     let socks = socks_login(proxy.addr, "127.0.0.5", "alice", "alice-pw", up.addr);
+    let others: Vec<_> = (0..6)
+        .map(|i| {
+            let src = format!("127.0.0.{}", 10 + i);
+            socks_login(proxy.addr, &src, &format!("u{i}"), "pw", up.addr)
+        })
+        .collect();
     let (code, body, err) = curl(&[
         "--interface",
         "127.0.0.5",
@@ -515,6 +546,10 @@ fn a_flood_of_wrong_passwords_does_not_turn_a_correct_one_into_a_refusal() {
         socks,
         (0, Some(0)),
         "alice's correct password during the flood"
+    );
+    assert!(
+        others.iter().all(|o| *o == (0, Some(0))),
+        "first logins from quiet addresses during the flood: {others:?}"
     );
     assert_eq!(
         (code, body.as_str()),
@@ -553,4 +588,155 @@ fn unknown_and_known_user_names_take_comparable_time() {
         u > k / 3.0 && u < k * 3.0,
         "median check of a known name {k:.4} s, of an unknown one {u:.4} s"
     );
+}
+
+/// An upstream that answers `/stray` and then, once told on the returned sender (when the
+/// client has the first answer), a second response unasked on the same connection, reporting
+/// on the returned receiver when it has; anything else is answered with its path.
+fn stray_upstream() -> (
+    SocketAddr,
+    std::sync::mpsc::Sender<()>,
+    std::sync::mpsc::Receiver<()>,
+) {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let go_rx = Arc::new(std::sync::Mutex::new(go_rx));
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { continue };
+            let (tx, go_rx) = (tx.clone(), go_rx.clone());
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut out = conn;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                            break;
+                        }
+                    }
+                    let answer = |body: &str| {
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        )
+                    };
+                    if out.write_all(answer(&path).as_bytes()).is_err() {
+                        return;
+                    }
+                    if path == "/stray" {
+                        let _ = go_rx.lock().unwrap().recv();
+                        let _ = out.write_all(answer("STRAY").as_bytes());
+                        let _ = tx.send(());
+                    }
+                }
+            });
+        }
+    });
+    (addr, go_tx, rx)
+}
+
+/// Reads one response with a Content-Length body from `s`; returns the body.
+fn read_response(s: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    while !got.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            s.read(&mut byte).unwrap(),
+            1,
+            "{:?}",
+            String::from_utf8_lossy(&got)
+        );
+        got.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&got).to_ascii_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).unwrap();
+    String::from_utf8(body).unwrap()
+}
+
+#[test]
+fn a_kept_upstream_that_sent_something_unasked_is_not_used_again() {
+    let (up, send_stray, stray_sent) = stray_upstream();
+    let proxy = Proxy::start(&config(""));
+    let mut s = TcpStream::connect(proxy.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(format!("GET http://{up}/stray HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .unwrap();
+    assert_eq!(read_response(&mut s), "/stray");
+    // The server speaks out of turn only once its answer has gone through the proxy, so the
+    // proxy has stopped reading that connection and holds it for the next request.
+    send_stray.send(()).unwrap();
+    stray_sent.recv().unwrap();
+    s.write_all(format!("GET http://{up}/next HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .unwrap();
+    assert_eq!(
+        read_response(&mut s),
+        "/next",
+        "the next request was answered with what the server sent unasked"
+    );
+}
+
+#[test]
+fn a_connection_accepted_before_a_reload_is_served_by_the_new_policy() {
+    let up = Upstream::start("127.0.0.1:0");
+    let mut proxy = Proxy::start(&config(""));
+    // Both connections are accepted (one has even begun its request) before the reload that
+    // blocks alice, and finish their handshakes after it.
+    let mut http = TcpStream::connect(proxy.addr).unwrap();
+    http.write_all(b"G").unwrap();
+    let mut socks = TcpStream::connect(proxy.addr).unwrap();
+    let blocked = config("").replace(
+        "name = \"carol is blocked\"\nwhen = 'identity.name == \"carol\"'",
+        "name = \"carol is blocked\"\nwhen = 'identity.name in {\"carol\" \"alice\"}'",
+    );
+    assert!(proxy.reload(&blocked).contains("reloaded"));
+    http.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    http.write_all(
+        format!(
+            "ET {} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: Basic YWxpY2U6YWxpY2UtcHc=\r\n\r\n",
+            up.url("/")
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut head = [0u8; 12];
+    http.read_exact(&mut head).unwrap();
+    assert_eq!(
+        &head, b"HTTP/1.1 403",
+        "alice is blocked by the policy now in force"
+    );
+    drop(socks.set_read_timeout(Some(Duration::from_secs(20))));
+    socks.write_all(&[5, 1, 2]).unwrap();
+    let mut two = [0u8; 2];
+    socks.read_exact(&mut two).unwrap();
+    socks.write_all(b"\x01\x05alice\x08alice-pw").unwrap();
+    socks.read_exact(&mut two).unwrap();
+    assert_eq!(two, [1, 0]);
+    let SocketAddr::V4(v4) = up.addr else {
+        panic!()
+    };
+    let mut req = vec![5, 1, 0, 1];
+    req.extend_from_slice(&v4.ip().octets());
+    req.extend_from_slice(&v4.port().to_be_bytes());
+    socks.write_all(&req).unwrap();
+    let mut reply = [0u8; 10];
+    socks.read_exact(&mut reply).unwrap();
+    assert_eq!(reply[1], 0x02, "blocked by the new policy");
+    let rec = proxy.wait_record(|r| r["protocol"] == "socks5" && r["user"] == "alice");
+    assert_eq!(rec["generation"], 2);
+    assert_eq!(up.connections(), 0);
 }

@@ -239,6 +239,9 @@ impl Dialer {
                 .as_ref()
                 .is_some_and(|((s, d), _)| *d == dst && s == spec)
                 && let Some((_, stream)) = held.take()
+                // A server that sent anything unasked (or closed) since its last response
+                // must not answer this request with it.
+                && still_idle(&stream)
             {
                 return Ok((stream, true));
             }

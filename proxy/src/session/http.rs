@@ -216,11 +216,11 @@ async fn open_or_answer<S: ClientIo>(
 ) -> Result<Opened, &'static str> {
     match Box::pin(open(shard, generation, conn, target, reuse)).await {
         Ok(opened) => {
-            record_opened(rec, shard, &opened);
+            record_opened(rec, generation, &opened);
             Ok(opened)
         }
         Err(e) => {
-            let outcome = record_open_error(rec, shard, &e);
+            let outcome = record_open_error(rec, generation, &e);
             answer(client, rec, status_for(&e), &[]).await;
             Err(outcome)
         }
@@ -281,6 +281,10 @@ async fn read_head<S: ClientIo>(
         match wire::parse_request_head(buf, wire::MAX_HEAD) {
             Parsed::Done { value, consumed } => {
                 buf.drain(..consumed);
+                // The request is decided by the policy current now, also the first one (its
+                // connection may have been accepted before a reload).
+                *generation = shard.current();
+                rec.generation = generation.id;
                 return Ok(value);
             }
             Parsed::Invalid(e) => {

@@ -85,10 +85,10 @@ fn action_name(a: Action) -> &'static str {
     }
 }
 
-/// Fills the record's policy fields from an opened upstream.
-pub fn record_opened(rec: &mut ConnRecord, shard: &Shard, opened: &Opened) {
-    let generation = shard.current();
-    record_decision(rec, &generation, &opened.decision);
+/// Fills the record's policy fields from an opened upstream (`generation`: the one that
+/// decided).
+pub fn record_opened(rec: &mut ConnRecord, generation: &GenRef, opened: &Opened) {
+    record_decision(rec, generation, &opened.decision);
     rec.dialled = Some(opened.dst);
     rec.egress = Some(opened.dialed.local);
     rec.pool = opened.dialed.pool.clone();
@@ -108,7 +108,7 @@ fn record_decision(
 }
 
 /// Fills the record from a failed open and returns its outcome name.
-pub fn record_open_error(rec: &mut ConnRecord, shard: &Shard, e: &OpenError) -> &'static str {
+pub fn record_open_error(rec: &mut ConnRecord, generation: &GenRef, e: &OpenError) -> &'static str {
     rec.error = Some(e.to_string());
     match e {
         OpenError::Resolve(_) => "resolve_failed",
@@ -118,7 +118,7 @@ pub fn record_open_error(rec: &mut ConnRecord, shard: &Shard, e: &OpenError) -> 
             decision,
             error,
         } => {
-            record_decision(rec, &shard.current(), decision);
+            record_decision(rec, generation, decision);
             rec.dialled = Some(*dst);
             match error {
                 DialError::Blocked => "blocked",
@@ -290,13 +290,7 @@ pub async fn handle(shard: Rc<Shard>, accepted: Accepted, listener: Rc<ListenerS
                 if buf[0] == crate::wire::socks5::VERSION && allows(ListenerProtocol::Socks5) {
                     rec.protocol = "socks5";
                     let next = Box::pin(socks5::serve(
-                        &shard,
-                        &generation,
-                        &listener,
-                        stream,
-                        buf,
-                        &mut rec,
-                        deadline,
+                        &shard, &listener, stream, buf, &mut rec, deadline,
                     ))
                     .await;
                     finish(next, &shard, &generation, &mut rec).await

@@ -16,7 +16,6 @@ use crate::accesslog::ConnRecord;
 use crate::auth::AuthOutcome;
 use crate::egress::dial::{DialError, Reuse};
 use crate::shard::{ListenerSpec, Shard};
-use crate::state::GenRef;
 use crate::wire::socks5::{self as wire, Command, Parsed, Reply};
 
 /// Largest SOCKS5 handshake message (a domain request is at most 262 bytes).
@@ -76,7 +75,6 @@ async fn refuse(
 
 pub async fn serve(
     shard: &Rc<Shard>,
-    generation: &GenRef,
     listener: &ListenerSpec,
     mut stream: TcpStream,
     mut buf: Vec<u8>,
@@ -88,6 +86,10 @@ pub async fn serve(
         Err(Ok(e)) => return Next::Done(refuse(&mut stream, e, rec).await),
         Err(Err(outcome)) => return Next::Done(outcome),
     };
+    // Authenticated and decided by the policy current once the client has spoken (its
+    // connection may have been accepted before a reload).
+    let generation = &shard.current();
+    rec.generation = generation.id;
     let auth = generation
         .policy()
         .listener(&listener.name)
@@ -190,12 +192,12 @@ pub async fn serve(
     let opened = match Box::pin(open(shard, generation, &conn, &target, Reuse::Never)).await {
         Ok(o) => o,
         Err(e) => {
-            let outcome = record_open_error(rec, shard, &e);
+            let outcome = record_open_error(rec, generation, &e);
             reply(&mut stream, reply_for(&e), UNSPECIFIED).await;
             return Next::Done(outcome);
         }
     };
-    record_opened(rec, shard, &opened);
+    record_opened(rec, generation, &opened);
     let mut out = Vec::with_capacity(22);
     wire::encode_reply(Reply::Succeeded, opened.dialed.local, &mut out);
     if stream.write_all(&out).await.is_err() {
