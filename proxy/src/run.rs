@@ -330,8 +330,10 @@ fn reload(config: Option<&Path>, shared: &Shared, startup: &[Listener]) {
             return;
         }
     };
-    tracing::info!(generation = id, hash = %next.hash, rules = next.policy().rules.len(), "reloaded");
+    let (hash, rules) = (next.hash.clone(), next.policy().rules.len());
     shared.store(Arc::new(next));
+    // Said once it is true: a connection that starts after this line gets the new generation.
+    tracing::info!(generation = id, hash = %hash, rules, "reloaded");
 }
 
 #[cfg(test)]
