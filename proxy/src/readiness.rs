@@ -12,14 +12,17 @@
 //! itself: one interrupt per idle period instead of one per message.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use futures_lite::AsyncRead;
 
+use crate::relay::RelayRead;
 use crate::sockopt::{Epoll, recv_now};
 
 #[derive(Debug)]
@@ -122,6 +125,67 @@ impl Readiness {
         drop(waiting);
         for w in wakers {
             w.wake();
+        }
+    }
+}
+
+/// A stream read through the shard's readiness by code written against `AsyncRead` (the HTTP
+/// session), with an optional limit on each wait, as glommio's read timeout had.
+pub struct ReadyReader<'a, S> {
+    stream: &'a mut S,
+    readiness: &'a Readiness,
+    watched: &'a mut bool,
+    timeout: Option<Duration>,
+    timer: Option<glommio::timer::Timer>,
+}
+
+impl<'a, S: RelayRead> ReadyReader<'a, S> {
+    pub fn new(
+        stream: &'a mut S,
+        readiness: &'a Readiness,
+        watched: &'a mut bool,
+        timeout: Option<Duration>,
+    ) -> Self {
+        ReadyReader {
+            stream,
+            readiness,
+            watched,
+            timeout,
+            timer: None,
+        }
+    }
+}
+
+impl<S: RelayRead> AsyncRead for ReadyReader<'_, S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match this
+            .stream
+            .poll_relay_read(cx, buf, this.readiness, this.watched)
+        {
+            Poll::Ready(r) => {
+                this.timer = None;
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                if let Some(limit) = this.timeout {
+                    let timer = this
+                        .timer
+                        .get_or_insert_with(|| glommio::timer::Timer::new(limit));
+                    if Pin::new(timer).poll(cx).is_ready() {
+                        this.timer = None;
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "nothing to read for the idle timeout",
+                        )));
+                    }
+                }
+                Poll::Pending
+            }
         }
     }
 }

@@ -23,6 +23,7 @@ use super::{ClientIo, Next, io_outcome, read_more, record_open_error, record_ope
 use crate::accesslog::{ConnRecord, rfc3339};
 use crate::auth::AuthOutcome;
 use crate::egress::dial::{DialError, Held, Reuse, ReuseKey};
+use crate::readiness::{Readiness, ReadyReader};
 use crate::shard::{ListenerSpec, Shard};
 use crate::state::GenRef;
 use crate::wire::http::{self as wire, Body, ChunkedScanner, RequestTarget};
@@ -176,18 +177,36 @@ struct Upstream {
     /// A request went over it before (here, or for another client before it was parked): the
     /// server may have closed it since.
     used: bool,
+    /// Its socket is in the shard's epoll set (see `readiness`).
+    watched: bool,
+    /// How long a read may wait.
+    idle: Duration,
 }
 
 impl Upstream {
     fn new(dialed: crate::egress::dial::Dialed, idle: Duration) -> Self {
-        let _ = dialed.stream.set_read_timeout(Some(idle));
         Upstream {
             stream: dialed.stream,
             buf: Vec::new(),
             key: dialed.reuse_key,
             reusable: false,
             used: dialed.reused,
+            // A connection used before was read through the shard's epoll set, and stays in
+            // it while open (held, parked or taken again).
+            watched: dialed.reused,
+            idle,
         }
+    }
+
+    /// Reads more of the response into `buf`.
+    async fn read_more(&mut self, readiness: &Readiness) -> io::Result<usize> {
+        let mut reader = ReadyReader::new(
+            &mut self.stream,
+            readiness,
+            &mut self.watched,
+            Some(self.idle),
+        );
+        read_more(&mut reader, &mut self.buf, wire::MAX_HEAD + 1).await
     }
 }
 
@@ -264,8 +283,10 @@ enum HeadEnd {
 /// first byte on the whole head is due within `handshake_timeout`: one deadline for the head,
 /// however the client spaces its bytes (HAProxy's `timeout http-request`). When a later
 /// head's first byte arrives, the record and generation move on to the new request.
+#[allow(clippy::too_many_arguments)]
 async fn read_head<S: ClientIo>(
     client: &mut S,
+    watched: &mut bool,
     buf: &mut Vec<u8>,
     deadline: &mut Option<Instant>,
     shard: &Shard,
@@ -302,12 +323,14 @@ async fn read_head<S: ClientIo>(
             // Between requests: wait for the next one's first byte.
             let keepalive = generation.policy().settings.keepalive_timeout;
             let wait = Instant::now() + keepalive;
-            match super::before(wait, read_more(client, buf, wire::MAX_HEAD + 1)).await {
+            let mut reader = ReadyReader::new(&mut *client, &shard.readiness, watched, None);
+            match super::before(wait, read_more(&mut reader, buf, wire::MAX_HEAD + 1)).await {
                 Ok(n) if n > 0 => continue,
                 _ => return Err(HeadEnd::Quiet),
             }
         };
-        match super::before(due, read_more(client, buf, wire::MAX_HEAD + 1)).await {
+        let mut reader = ReadyReader::new(&mut *client, &shard.readiness, watched, None);
+        match super::before(due, read_more(&mut reader, buf, wire::MAX_HEAD + 1)).await {
             Ok(n) if n > 0 => {}
             Ok(_) if buf.is_empty() => return Err(HeadEnd::Done("closed_before_request")),
             Ok(_) => return Err(HeadEnd::Done("client_error")),
@@ -341,9 +364,12 @@ pub async fn serve<S: ClientIo>(
     let held: Held = Rc::new(RefCell::new(None));
     let mut head_deadline = Some(deadline);
     let mut served = 0u32;
+    // The client's socket is in the shard's epoll set (see `readiness`).
+    let mut client_watched = false;
     loop {
         let head = match read_head(
             &mut client,
+            &mut client_watched,
             &mut buf,
             &mut head_deadline,
             shard,
@@ -519,14 +545,19 @@ pub async fn serve<S: ClientIo>(
             answer(&mut client, rec, 502, &[]).await;
             return Next::Done("upstream_error");
         }
-        let _ = client.tcp().set_read_timeout(Some(idle));
-        match copy_body(body, &mut client, &mut buf, &mut up.stream).await {
+        let mut from_client = ReadyReader::new(
+            &mut client,
+            &shard.readiness,
+            &mut client_watched,
+            Some(idle),
+        );
+        match copy_body(body, &mut from_client, &mut buf, &mut up.stream).await {
             Ok(n) => rec.bytes_up += n + out.len() as u64,
             Err(_) => return Next::Done("client_error"),
         }
         if retry_on_silence {
             let first = if sent {
-                read_more(&mut up.stream, &mut up.buf, wire::MAX_HEAD + 1).await
+                up.read_more(&shard.readiness).await
             } else {
                 Ok(0)
             };
@@ -573,24 +604,22 @@ pub async fn serve<S: ClientIo>(
                         answer(&mut client, rec, 502, &[]).await;
                         return Next::Done("upstream_error");
                     }
-                    Parsed::NeedMore => {
-                        match read_more(&mut up.stream, &mut up.buf, wire::MAX_HEAD + 1).await {
-                            Ok(n) if n > 0 => {}
-                            Ok(_) => {
-                                answer(&mut client, rec, 502, &[]).await;
-                                return Next::Done("upstream_closed");
-                            }
-                            Err(e) => {
-                                let status = if e.kind() == io::ErrorKind::TimedOut {
-                                    504
-                                } else {
-                                    502
-                                };
-                                answer(&mut client, rec, status, &[]).await;
-                                return Next::Done("upstream_error");
-                            }
+                    Parsed::NeedMore => match up.read_more(&shard.readiness).await {
+                        Ok(n) if n > 0 => {}
+                        Ok(_) => {
+                            answer(&mut client, rec, 502, &[]).await;
+                            return Next::Done("upstream_closed");
                         }
-                    }
+                        Err(e) => {
+                            let status = if e.kind() == io::ErrorKind::TimedOut {
+                                504
+                            } else {
+                                502
+                            };
+                            answer(&mut client, rec, status, &[]).await;
+                            return Next::Done("upstream_error");
+                        }
+                    },
                 }
             };
             if (100..200).contains(&response.status) && response.status != 101 {
@@ -621,7 +650,13 @@ pub async fn serve<S: ClientIo>(
             return Next::Done("client_error");
         }
         rec.bytes_down += out.len() as u64;
-        match copy_body(body, &mut up.stream, &mut up.buf, &mut client).await {
+        let mut from_upstream = ReadyReader::new(
+            &mut up.stream,
+            &shard.readiness,
+            &mut up.watched,
+            Some(up.idle),
+        );
+        match copy_body(body, &mut from_upstream, &mut up.buf, &mut client).await {
             Ok(n) => rec.bytes_down += n,
             Err(_) => return Next::Done("upstream_error"),
         }
