@@ -10,6 +10,12 @@
 //! asks epoll what is ready (never waiting) between turns and wakes those readers. Only when
 //! nothing is ready does the poller let glommio wait, with one poll on the epoll descriptor
 //! itself: one interrupt per idle period instead of one per message.
+//!
+//! Each watched descriptor also has a "maybe ready" mark: set when it is first watched and
+//! whenever epoll reports it, cleared when a read comes back short (it took all there was) or
+//! finds nothing, so a reader whose socket is not marked waits at once instead of trying a
+//! `recv` that would fail. A short read does not clear it once the peer has hung up or the
+//! socket has failed: the end or the error is still to be read, and no new edge will come.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -25,18 +31,29 @@ use futures_lite::AsyncRead;
 use crate::relay::RelayRead;
 use crate::sockopt::{Epoll, recv_now};
 
+/// Events after which a socket never blocks a read again.
+const END_EVENTS: u32 = (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+
 #[derive(Debug)]
 pub struct Readiness {
     epoll: Epoll,
-    /// Readers waiting, by descriptor.
-    waiting: RefCell<Vec<Option<Waker>>>,
+    /// Per descriptor: the reader waiting, and whether it may have something to read.
+    slots: RefCell<Vec<Slot>>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Slot {
+    waker: Option<Waker>,
+    maybe_ready: bool,
+    /// epoll reported a hang-up or an error: reads never wait again.
+    ended: bool,
 }
 
 impl Readiness {
     pub fn new() -> io::Result<Rc<Readiness>> {
         Ok(Rc::new(Readiness {
             epoll: Epoll::new()?,
-            waiting: RefCell::new(Vec::new()),
+            slots: RefCell::new(Vec::new()),
         }))
     }
 
@@ -49,28 +66,39 @@ impl Readiness {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        if let Some(read) = recv_now(stream, buf) {
-            return Poll::Ready(read);
-        }
         let fd = stream.as_raw_fd();
+        let Ok(index) = usize::try_from(fd) else {
+            return Poll::Ready(Err(io::ErrorKind::InvalidInput.into()));
+        };
+        let mut slots = self.slots.borrow_mut();
+        if slots.len() <= index {
+            slots.resize(index + 1, Slot::default());
+        }
+        let slot = &mut slots[index];
         if !*watched {
             if let Err(e) = self.epoll.watch(fd) {
                 return Poll::Ready(Err(e));
             }
             *watched = true;
-            // Data that came between the read and the watch raised no edge: look again.
-            if let Some(read) = recv_now(stream, buf) {
-                return Poll::Ready(read);
+            // A descriptor number seen before may have belonged to another socket: nothing
+            // is known about this one yet.
+            slot.maybe_ready = true;
+            slot.ended = false;
+        }
+        if slot.maybe_ready {
+            match recv_now(stream, buf) {
+                Some(Ok(n)) => {
+                    // A short read took everything there was; an edge will say when more comes.
+                    if n < buf.len() && !slot.ended {
+                        slot.maybe_ready = false;
+                    }
+                    return Poll::Ready(Ok(n));
+                }
+                Some(Err(e)) => return Poll::Ready(Err(e)),
+                None => slot.maybe_ready = false,
             }
         }
-        let Ok(slot) = usize::try_from(fd) else {
-            return Poll::Ready(Err(io::ErrorKind::InvalidInput.into()));
-        };
-        let mut waiting = self.waiting.borrow_mut();
-        if waiting.len() <= slot {
-            waiting.resize(slot + 1, None);
-        }
-        match &mut waiting[slot] {
+        match &mut slot.waker {
             Some(w) if w.will_wake(cx.waker()) => {}
             other => *other = Some(cx.waker().clone()),
         }
@@ -79,10 +107,10 @@ impl Readiness {
 
     /// Forgets a reader that stopped waiting (its socket is about to close).
     pub fn forget(&self, stream: &impl AsRawFd) {
-        if let Ok(slot) = usize::try_from(stream.as_raw_fd())
-            && let Some(w) = self.waiting.borrow_mut().get_mut(slot)
+        if let Ok(index) = usize::try_from(stream.as_raw_fd())
+            && let Some(slot) = self.slots.borrow_mut().get_mut(index)
         {
-            *w = None;
+            slot.waker = None;
         }
     }
 
@@ -115,14 +143,17 @@ impl Readiness {
         }
     }
 
-    fn wake(&self, ready: &[RawFd]) {
-        let mut waiting = self.waiting.borrow_mut();
-        let wakers: Vec<Waker> = ready
-            .iter()
-            .filter_map(|&fd| usize::try_from(fd).ok())
-            .filter_map(|slot| waiting.get_mut(slot).and_then(Option::take))
-            .collect();
-        drop(waiting);
+    fn wake(&self, ready: &[(RawFd, u32)]) {
+        let mut slots = self.slots.borrow_mut();
+        let mut wakers = Vec::with_capacity(ready.len());
+        for &(fd, events) in ready {
+            if let Some(slot) = usize::try_from(fd).ok().and_then(|i| slots.get_mut(i)) {
+                slot.maybe_ready = true;
+                slot.ended |= events & END_EVENTS != 0;
+                wakers.extend(slot.waker.take());
+            }
+        }
+        drop(slots);
         for w in wakers {
             w.wake();
         }

@@ -54,8 +54,8 @@ impl Epoll {
         }
     }
 
-    /// The descriptors ready now (never waits), into `ready`.
-    pub fn ready_now(&self, ready: &mut Vec<RawFd>) -> io::Result<()> {
+    /// The descriptors ready now and their events (never waits), into `ready`.
+    pub fn ready_now(&self, ready: &mut Vec<(RawFd, u32)>) -> io::Result<()> {
         const BATCH: usize = 256;
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; BATCH];
         // SAFETY: `events` is a writable array of BATCH epoll_events; timeout 0 never blocks.
@@ -75,7 +75,7 @@ impl Epoll {
                 Err(e)
             };
         };
-        ready.extend(events[..n].iter().map(|e| e.u64 as RawFd));
+        ready.extend(events[..n].iter().map(|e| (e.u64 as RawFd, e.events)));
         Ok(())
     }
 
