@@ -7,6 +7,7 @@
 #
 #   bash benches/ab.sh OLD_BINARY NEW_BINARY [PROTO [WORKLOAD [ROUNDS [LOADGEN ARGS...]]]]
 #   PROTO: socks5 (default) | http-connect | http-forward; WORKLOAD: rr (default) | serial | churn
+#   CONNECTIONS=N in the environment: tunnels or workers (default 20)
 #
 # Traffic stays on 127.0.0.1. Needs two CPUs and the release build of egressd-loadgen.
 set -euo pipefail
@@ -64,7 +65,7 @@ one() {
   local before after
   before=$(ipis)
   taskset -c 0 "$LOADGEN" run --proxy "$addr" --target "$SINK" --proto "$PROTO" \
-    --workload "$WORKLOAD" --connections 20 --duration 3s --warmup 1s \
+    --workload "$WORKLOAD" --connections "${CONNECTIONS:-20}" --duration 3s --warmup 1s \
     --proxy-pid "$px" --json "$WORK/r.json" "$@" >/dev/null
   after=$(ipis)
   kill "$px"
@@ -80,7 +81,7 @@ print(f"{sys.argv[4]:>3}  {r['requests_per_s']:9.0f} req/s  {r.get('proxy_cpu_us
 PY
 }
 
-echo "$PROTO $WORKLOAD, 20 connections, 100 B; A = $A, B = $B"
+echo "$PROTO $WORKLOAD, ${CONNECTIONS:-20} connections, 100 B; A = $A, B = $B"
 for _ in $(seq "$ROUNDS"); do
   one "$A" A "$@"
   one "$B" B "$@"

@@ -96,7 +96,7 @@ struct Direction {
 }
 
 impl Direction {
-    fn new(initial: Vec<u8>) -> Self {
+    fn new(initial: Vec<u8>, watched: bool) -> Self {
         let end = initial.len();
         Direction {
             buf: (end > 0).then_some(initial),
@@ -105,7 +105,7 @@ impl Direction {
             eof: false,
             done: false,
             bytes: 0,
-            watched: false,
+            watched,
         }
     }
 
@@ -257,6 +257,7 @@ pub async fn relay<C: RelayRead + AsyncWrite, U: RelayRead + AsyncWrite>(
     idle: Duration,
     pool: &BufPool,
     readiness: &Readiness,
+    client_watched: bool,
 ) -> RelayStats {
     let client = RefCell::new(client);
     let upstream = RefCell::new(upstream);
@@ -264,8 +265,8 @@ pub async fn relay<C: RelayRead + AsyncWrite, U: RelayRead + AsyncWrite>(
     let mut relay = Relay {
         client: &client,
         upstream: &upstream,
-        up: Direction::new(initial),
-        down: Direction::new(Vec::new()),
+        up: Direction::new(initial, client_watched),
+        down: Direction::new(Vec::new(), false),
         pool,
         readiness,
         active: &active,

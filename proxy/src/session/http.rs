@@ -355,6 +355,7 @@ pub async fn serve<S: ClientIo>(
     rec: &mut ConnRecord,
     cert: Option<crate::tls::CertIdentity>,
     deadline: Instant,
+    mut client_watched: bool,
 ) -> Next<S> {
     // Each request takes the generation current when it starts, and is authenticated and
     // decided on its own: nothing of an earlier request's identity or decision carries over.
@@ -364,8 +365,6 @@ pub async fn serve<S: ClientIo>(
     let held: Held = Rc::new(RefCell::new(None));
     let mut head_deadline = Some(deadline);
     let mut served = 0u32;
-    // The client's socket is in the shard's epoll set (see `readiness`).
-    let mut client_watched = false;
     loop {
         let head = match read_head(
             &mut client,
@@ -496,6 +495,7 @@ pub async fn serve<S: ClientIo>(
                 client,
                 upstream: opened.dialed.stream,
                 pending: buf,
+                client_watched,
             };
         }
 

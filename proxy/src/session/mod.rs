@@ -23,6 +23,7 @@ use glommio::net::TcpStream;
 use crate::accesslog::{ConnRecord, rfc3339};
 use crate::egress::dial::DialError;
 use crate::listen::Accepted;
+use crate::readiness::ReadyReader;
 use crate::relay::{RelayEnd, relay};
 use crate::shard::{ListenerSpec, Shard};
 use crate::state::GenRef;
@@ -163,6 +164,8 @@ pub enum Next<S = TcpStream> {
         client: S,
         upstream: TcpStream,
         pending: Vec<u8>,
+        /// The client's socket is in the shard's epoll set already.
+        client_watched: bool,
     },
 }
 
@@ -180,6 +183,7 @@ async fn finish<S: ClientIo>(
             client,
             upstream,
             pending,
+            client_watched,
         } => {
             let idle = generation.policy().settings.idle_timeout;
             let stats = relay(
@@ -189,6 +193,7 @@ async fn finish<S: ClientIo>(
                 idle,
                 &shard.bufs,
                 &shard.readiness,
+                client_watched,
             )
             .await;
             rec.bytes_up += stats.up;
@@ -249,6 +254,7 @@ async fn serve_tls(
         rec,
         cert,
         deadline,
+        false,
     ))
     .await;
     finish(next, shard, generation, rec).await
@@ -280,7 +286,12 @@ pub async fn handle(shard: Rc<Shard>, accepted: Accepted, listener: Rc<ListenerS
         .await
     } else {
         let mut buf = Vec::with_capacity(512);
-        match before(deadline, read_more(&mut stream, &mut buf, MAX_HANDSHAKE)).await {
+        let mut watched = false;
+        let first = async {
+            let mut reader = ReadyReader::new(&mut stream, &shard.readiness, &mut watched, None);
+            read_more(&mut reader, &mut buf, MAX_HANDSHAKE).await
+        };
+        match before(deadline, first).await {
             Ok(0) => Some("closed_before_request"),
             Err(e) => Some(io_outcome(&e)),
             Ok(_) => {
@@ -290,7 +301,7 @@ pub async fn handle(shard: Rc<Shard>, accepted: Accepted, listener: Rc<ListenerS
                 if buf[0] == crate::wire::socks5::VERSION && allows(ListenerProtocol::Socks5) {
                     rec.protocol = "socks5";
                     let next = Box::pin(socks5::serve(
-                        &shard, &listener, stream, buf, &mut rec, deadline,
+                        &shard, &listener, stream, buf, &mut rec, deadline, watched,
                     ))
                     .await;
                     finish(next, &shard, &generation, &mut rec).await
@@ -305,6 +316,7 @@ pub async fn handle(shard: Rc<Shard>, accepted: Accepted, listener: Rc<ListenerS
                         &mut rec,
                         None,
                         deadline,
+                        watched,
                     ))
                     .await;
                     finish(next, &shard, &generation, &mut rec).await

@@ -15,6 +15,7 @@ use super::{Next, before, io_outcome, read_more, record_open_error, record_opene
 use crate::accesslog::ConnRecord;
 use crate::auth::AuthOutcome;
 use crate::egress::dial::{DialError, Reuse};
+use crate::readiness::{Readiness, ReadyReader};
 use crate::shard::{ListenerSpec, Shard};
 use crate::wire::socks5::{self as wire, Command, Parsed, Reply};
 
@@ -30,7 +31,7 @@ const BUSY_GRACE: Duration = Duration::from_secs(1);
 
 /// Reads until `parse` has a whole message, by `deadline`; `Err(outcome)` ends the session.
 async fn next<T>(
-    stream: &mut TcpStream,
+    (stream, readiness, watched): (&mut TcpStream, &Readiness, &mut bool),
     buf: &mut Vec<u8>,
     deadline: Instant,
     parse: impl Fn(&[u8]) -> Parsed<T, wire::Socks5Error>,
@@ -42,7 +43,12 @@ async fn next<T>(
                 return Ok(value);
             }
             Parsed::Invalid(e) => return Err(Ok(e)),
-            Parsed::NeedMore => match before(deadline, read_more(stream, buf, MAX_MESSAGE)).await {
+            Parsed::NeedMore => match before(deadline, async {
+                let mut reader = ReadyReader::new(&mut *stream, readiness, &mut *watched, None);
+                read_more(&mut reader, buf, MAX_MESSAGE).await
+            })
+            .await
+            {
                 Ok(0) => return Err(Err("closed_before_request")),
                 Ok(_) => {}
                 Err(e) => return Err(Err(io_outcome(&e))),
@@ -80,8 +86,16 @@ pub async fn serve(
     mut buf: Vec<u8>,
     rec: &mut ConnRecord,
     deadline: Instant,
+    mut watched: bool,
 ) -> Next {
-    let greeting = match next(&mut stream, &mut buf, deadline, wire::parse_greeting).await {
+    let greeting = match next(
+        (&mut stream, &shard.readiness, &mut watched),
+        &mut buf,
+        deadline,
+        wire::parse_greeting,
+    )
+    .await
+    {
         Ok(g) => g,
         Err(Ok(e)) => return Next::Done(refuse(&mut stream, e, rec).await),
         Err(Err(outcome)) => return Next::Done(outcome),
@@ -114,7 +128,14 @@ pub async fn serve(
     }
     let mut user = String::new();
     if method == wire::METHOD_USERPASS {
-        let creds = match next(&mut stream, &mut buf, deadline, wire::parse_userpass).await {
+        let creds = match next(
+            (&mut stream, &shard.readiness, &mut watched),
+            &mut buf,
+            deadline,
+            wire::parse_userpass,
+        )
+        .await
+        {
             Ok(c) => c,
             Err(Ok(e)) => return Next::Done(refuse(&mut stream, e, rec).await),
             Err(Err(outcome)) => return Next::Done(outcome),
@@ -144,9 +165,14 @@ pub async fn serve(
                 // Nothing is dialled: the password was never accepted.
                 let _ = stream.write_all(&wire::encode_userpass_status(true)).await;
                 let grace = Instant::now() + BUSY_GRACE;
-                if next(&mut stream, &mut buf, grace, wire::parse_request)
-                    .await
-                    .is_ok()
+                if next(
+                    (&mut stream, &shard.readiness, &mut watched),
+                    &mut buf,
+                    grace,
+                    wire::parse_request,
+                )
+                .await
+                .is_ok()
                 {
                     reply(&mut stream, Reply::GeneralFailure, UNSPECIFIED).await;
                 }
@@ -157,7 +183,14 @@ pub async fn serve(
         let _ = stream.write_all(&wire::encode_userpass_status(true)).await;
         user = creds.username;
     }
-    let request = match next(&mut stream, &mut buf, deadline, wire::parse_request).await {
+    let request = match next(
+        (&mut stream, &shard.readiness, &mut watched),
+        &mut buf,
+        deadline,
+        wire::parse_request,
+    )
+    .await
+    {
         Ok(r) => r,
         Err(Ok(e)) => return Next::Done(refuse(&mut stream, e, rec).await),
         Err(Err(outcome)) => return Next::Done(outcome),
@@ -207,6 +240,7 @@ pub async fn serve(
         client: stream,
         upstream: opened.dialed.stream,
         pending: buf,
+        client_watched: watched,
     }
 }
 
