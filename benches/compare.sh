@@ -3,6 +3,8 @@
 # connection, in one run on this machine, with the same load generator for all.
 #
 #   bash benches/compare.sh            # writes benches/RESULTS.md's side-by-side section
+#   ONLY=perconn bash benches/compare.sh   # only small messages at saturation and serial
+#                                          # connections, for every peer (their own section)
 #
 # The proxy under test is pinned to CPU 0, the load generator and the sinks to CPU 1, the same
 # for every proxy. Each proxy leaves from its own egress address (127.0.0.2 ... 127.0.0.6) and a
@@ -25,7 +27,8 @@ OUT=target/compare
 WORK=$(mktemp -d /tmp/egressd-compare.XXXXXX)
 chmod 777 "$WORK"
 mkdir -p "$OUT"
-# ONLY=idle re-measures the idle rows alone, keeping the other results of the last full run.
+# ONLY=idle re-measures the idle rows alone, keeping the other results of the last full run;
+# ONLY=perconn measures only the per-message and per-connection rows (perconn_all below).
 ONLY=${ONLY:-all}
 [ "$ONLY" = all ] && rm -f "$OUT"/*.json "$OUT"/*.txt
 
@@ -308,7 +311,18 @@ json.dump({"proxy_cpu_s": (int(p1) - int(p0)) / int(hz) if pid else None, "wall_
 PY
   # A churn leaves its client ports in TIME_WAIT; they may be reused (tcp_tw_reuse) once a
   # second old, so the next run's connects do not fail for want of a port.
-  if [ "$workload" = churn ]; then sleep 2; fi
+  if [ "$workload" = churn ] || [ "$workload" = serial ]; then sleep 2; fi
+}
+
+# perconn NAME PROTO TARGET [args...]: small messages on 20 kept-open tunnels at saturation
+# (closed loop: requests/s and the proxy's CPU per request), and a serial client (one
+# connection at a time: handshake latency apart from the exchange, CPU per connection).
+perconn() {
+  local name=$1 proto=$2 target=$3; shift 3
+  local cpu=()
+  [ -n "${PROXY_PID:-}" ] && cpu=(--proxy-pid "$PROXY_PID")
+  run "$name-rrsat" "$proto" rr "$target" --connections 20 "${cpu[@]}" "$@"
+  run "$name-serial" "$proto" serial "$target" --connections 1 "${cpu[@]}" "$@"
 }
 
 # rr NAME PROTO TARGET [args...]: RR_RUNS back-to-back rr runs (NAME, NAME.2, ...); the report
@@ -426,6 +440,61 @@ run haproxy-churn direct churn "$PROXY_ADDR" --connections "$CHURN_CONNS" --requ
 run haproxy-http-churn http-forward churn "$HTTP" --connections "$CHURN_CONNS"
 stop_proxy
 fi
+
+# Per-message and per-connection cost for every peer, each freshly started.
+perconn_all() {
+  local small=(--request-size 100 --response-size 100)
+  settle
+  PROXY_ADDR=
+  PROXY_PID=
+  perconn direct direct "$ECHO" "${small[@]}"
+  start_egressd 1
+  perconn egressd-socks5 socks5 "$ECHO" "${small[@]}"
+  perconn egressd-connect http-connect "$ECHO" "${small[@]}"
+  perconn egressd-http http-forward "$HTTP"
+  stop_proxy
+  settle
+  start_dante
+  perconn dante socks5 "$ECHO" "${small[@]}"
+  stop_proxy
+  settle
+  start_microsocks
+  perconn microsocks socks5 "$ECHO" "${small[@]}"
+  stop_proxy
+  settle
+  start_squid
+  perconn squid http-connect "$ECHO" "${small[@]}"
+  perconn squid-http http-forward "$HTTP"
+  stop_proxy
+  settle
+  start_haproxy "$ECHO"
+  perconn haproxy direct "$PROXY_ADDR" "${small[@]}"
+  perconn haproxy-http http-forward "$HTTP"
+  stop_proxy
+}
+
+if [ "$ONLY" = perconn ]; then
+  rm -f "$OUT"/*-rrsat.* "$OUT"/*-serial.*
+  perconn_all
+  log "report"
+  python3 benches/report.py "$OUT" "ONLY=perconn bash benches/compare.sh" perconn > "$WORK/perconn.md"
+  python3 - "$WORK/perconn.md" <<'PY'
+import re, sys
+section = open(sys.argv[1]).read()
+path = "benches/RESULTS.md"
+text = open(path).read()
+start, end = "<!-- perconn:start -->", "<!-- perconn:end -->"
+block = f"{start}\n{section}\n{end}"
+if start in text:
+    text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
+else:
+    text = text.rstrip() + "\n\n" + block + "\n"
+open(path, "w").write(text)
+PY
+  log "done: benches/RESULTS.md (per-connection section)"
+  exit 0
+fi
+[ "$ONLY" = all ] && perconn_all
 
 # Idle: each proxy freshly started, RSS of its whole process tree before and with the tunnels.
 start_egressd 1

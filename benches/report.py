@@ -1,6 +1,7 @@
 """Builds the side-by-side section of benches/RESULTS.md from compare.sh's JSON files.
 
-Usage: python3 benches/report.py OUT_DIR COMMAND
+Usage: python3 benches/report.py OUT_DIR COMMAND [perconn]
+(with `perconn`, only the per-message and per-connection section)
 """
 import json
 import os
@@ -9,6 +10,7 @@ import subprocess
 import sys
 
 out, command = sys.argv[1], sys.argv[2]
+only_perconn = len(sys.argv) > 3 and sys.argv[3] == "perconn"
 
 
 def load(name):
@@ -179,4 +181,59 @@ if r10 and r1:
     add(f"| 10,000 rules (`synth::policy_text(10000)`) | {r10['connections_per_s']:,.0f} | {us(lat(r10, 'p50'))} | {us(lat(r10, 'p99'))} |")
     add("")
     add(f"Cost of the large policy: {(1 - r10['connections_per_s'] / r1['connections_per_s']) * 100:.1f}% of connections/s.")
+PERCONN = [("direct (no proxy)", "direct"), ("egressd SOCKS5", "egressd-socks5"), ("egressd HTTP CONNECT", "egressd-connect"),
+           ("egressd HTTP forward", "egressd-http"), ("Dante SOCKS5", "dante"), ("microsocks SOCKS5", "microsocks"),
+           ("Squid HTTP CONNECT", "squid"), ("Squid HTTP forward", "squid-http"), ("HAProxy TCP relay", "haproxy"),
+           ("HAProxy HTTP mode", "haproxy-http")]
+
+
+def per_request(r):
+    v = (r or {}).get("proxy_cpu_us_per_request")
+    return "-" if v is None else f"{v:.1f} µs"
+
+
+def phase(r, which, key):
+    p = (r or {}).get(which)
+    return us(p[key]) if p else "-"
+
+
+if only_perconn:
+    lines.clear()
+if any(load(k + "-rrsat") for _, k in PERCONN):
+    if only_perconn:
+        add("## Per-message and per-connection cost, every peer (issue 10)")
+        add("")
+        add(f"Command: `{command}`. Machine: {os.cpu_count()} vCPU {cpu}, Linux {platform.release()}; "
+            f"egressd {versions['egressd']}. Proxy pinned to CPU 0, load generator and sinks to CPU 1.")
+        add("")
+    add("### rr at saturation: 100-byte request and response on 20 kept-open tunnels, closed loop")
+    add("")
+    add("Proxy CPU per request from `--proxy-pid` (the proxy's threads, over the measurement).")
+    add("")
+    add("| proxy | requests/s | vs direct | vs egressd | proxy CPU per request | p50 | p99 | errors |")
+    add("|---|---:|---:|---:|---:|---:|---:|---:|")
+    d, e = load("direct-rrsat"), load("egressd-socks5-rrsat")
+    for label, key in PERCONN:
+        r = load(key + "-rrsat")
+        if not r:
+            continue
+        q = r["requests_per_s"]
+        add(f"| {label} | {q:,.0f} | {ratio(q, d and d['requests_per_s'])} | {ratio(q, e and e['requests_per_s'])} | "
+            f"{per_request(r)} | {us(lat(r, 'p50'))} | {us(lat(r, 'p99'))} | {errors(r)} |")
+    add("")
+    add("### serial: one connection at a time (connect, handshake, 100-byte exchange, close)")
+    add("")
+    add("| proxy | connections/s | vs direct | vs egressd | handshake p50 | handshake p99 | exchange p50 | proxy CPU per connection | errors |")
+    add("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    d, e = load("direct-serial"), load("egressd-socks5-serial")
+    for label, key in PERCONN:
+        r = load(key + "-serial")
+        if not r:
+            continue
+        c = r["connections_per_s"]
+        add(f"| {label} | {c:,.0f} | {ratio(c, d and d['connections_per_s'])} | {ratio(c, e and e['connections_per_s'])} | "
+            f"{phase(r, 'handshake_us', 'p50')} | {phase(r, 'handshake_us', 'p99')} | {phase(r, 'exchange_us', 'p50')} | "
+            f"{per_request(r)} | {errors(r)} |")
+    add("")
+
 print("\n".join(lines))
