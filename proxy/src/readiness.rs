@@ -33,6 +33,9 @@ use crate::sockopt::{Epoll, recv_now};
 
 /// Events after which a socket never blocks a read again.
 const END_EVENTS: u32 = (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+/// Events that concern a reader, and a writer.
+const READ_EVENTS: u32 = libc::EPOLLIN as u32 | END_EVENTS;
+const WRITE_EVENTS: u32 = (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u32;
 
 #[derive(Debug)]
 pub struct Readiness {
@@ -44,6 +47,8 @@ pub struct Readiness {
 #[derive(Debug, Default, Clone)]
 struct Slot {
     waker: Option<Waker>,
+    /// A writer waiting for room in the socket's buffer (or for a connect to finish).
+    writer: Option<Waker>,
     maybe_ready: bool,
     /// epoll reported a hang-up or an error: reads never wait again.
     ended: bool,
@@ -76,7 +81,7 @@ impl Readiness {
         }
         let slot = &mut slots[index];
         if !*watched {
-            if let Err(e) = self.epoll.watch(fd) {
+            if let Err(e) = self.epoll.watch(fd, false) {
                 return Poll::Ready(Err(e));
             }
             *watched = true;
@@ -105,13 +110,54 @@ impl Readiness {
         Poll::Pending
     }
 
-    /// Forgets a reader that stopped waiting (its socket is about to close).
+    /// Forgets a reader and writer that stopped waiting (their socket is about to close).
     pub fn forget(&self, stream: &impl AsRawFd) {
         if let Ok(index) = usize::try_from(stream.as_raw_fd())
             && let Some(slot) = self.slots.borrow_mut().get_mut(index)
         {
             slot.waker = None;
+            slot.writer = None;
         }
+    }
+
+    /// Puts a new socket in the epoll set (nothing known about it yet), reporting room to
+    /// write too with `output` (a connect in progress).
+    pub fn watch(&self, stream: &impl AsRawFd, output: bool) -> io::Result<()> {
+        let fd = stream.as_raw_fd();
+        let index =
+            usize::try_from(fd).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        self.epoll.watch(fd, output)?;
+        let mut slots = self.slots.borrow_mut();
+        if slots.len() <= index {
+            slots.resize(index + 1, Slot::default());
+        }
+        slots[index] = Slot {
+            maybe_ready: true,
+            ..Slot::default()
+        };
+        Ok(())
+    }
+
+    /// Stops or starts reporting room to write for a watched socket.
+    pub fn set_output(&self, stream: &impl AsRawFd, output: bool) -> io::Result<()> {
+        self.epoll.set_output(stream.as_raw_fd(), output)
+    }
+
+    /// Registers `cx`'s waker to be woken when the socket (watched with output) has room to
+    /// write, or its connect finished; always `Pending`.
+    pub fn wait_writable(&self, stream: &impl AsRawFd, cx: &mut Context<'_>) -> Poll<()> {
+        let Ok(index) = usize::try_from(stream.as_raw_fd()) else {
+            return Poll::Ready(());
+        };
+        let mut slots = self.slots.borrow_mut();
+        if slots.len() <= index {
+            slots.resize(index + 1, Slot::default());
+        }
+        match &mut slots[index].writer {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            other => *other = Some(cx.waker().clone()),
+        }
+        Poll::Pending
     }
 
     /// The shard's poller: wakes the readers of ready sockets between turns; when none is
@@ -148,9 +194,14 @@ impl Readiness {
         let mut wakers = Vec::with_capacity(ready.len());
         for &(fd, events) in ready {
             if let Some(slot) = usize::try_from(fd).ok().and_then(|i| slots.get_mut(i)) {
-                slot.maybe_ready = true;
-                slot.ended |= events & END_EVENTS != 0;
-                wakers.extend(slot.waker.take());
+                if events & READ_EVENTS != 0 {
+                    slot.maybe_ready = true;
+                    slot.ended |= events & END_EVENTS != 0;
+                    wakers.extend(slot.waker.take());
+                }
+                if events & WRITE_EVENTS != 0 {
+                    wakers.extend(slot.writer.take());
+                }
             }
         }
         drop(slots);

@@ -32,17 +32,31 @@ impl Epoll {
         Ok(Epoll(unsafe { OwnedFd::from_raw_fd(fd) }))
     }
 
-    /// Watches `fd` for input, hang-up and errors, edge-triggered, reporting `fd` itself.
-    /// Closing the socket removes it (nothing else holds its file description).
-    pub fn watch(&self, fd: RawFd) -> io::Result<()> {
+    /// Watches `fd` for input, hang-up and errors (and room to write, with `output`: each
+    /// ACK that frees send-buffer room is then an event, so only while a writer waits),
+    /// edge-triggered, reporting `fd` itself. Closing the socket removes it (nothing else
+    /// holds its file description).
+    pub fn watch(&self, fd: RawFd, output: bool) -> io::Result<()> {
+        self.control(libc::EPOLL_CTL_ADD, fd, output)
+    }
+
+    /// Changes whether `fd`, watched already, reports room to write.
+    pub fn set_output(&self, fd: RawFd, output: bool) -> io::Result<()> {
+        self.control(libc::EPOLL_CTL_MOD, fd, output)
+    }
+
+    fn control(&self, op: libc::c_int, fd: RawFd, output: bool) -> io::Result<()> {
+        let mut events = libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET;
+        if output {
+            events |= libc::EPOLLOUT;
+        }
         let mut event = libc::epoll_event {
-            events: (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
+            events: events as u32,
             u64: fd as u64,
         };
         // SAFETY: both descriptors are live (the caller's socket is borrowed for the call);
         // `event` is a valid epoll_event the kernel only reads.
-        let rc =
-            unsafe { libc::epoll_ctl(self.0.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &raw mut event) };
+        let rc = unsafe { libc::epoll_ctl(self.0.as_raw_fd(), op, fd, &raw mut event) };
         if rc == 0 {
             return Ok(());
         }
@@ -109,6 +123,31 @@ pub fn recv_now(socket: &impl AsRawFd, buf: &mut [u8]) -> Option<io::Result<usiz
             match e.kind() {
                 io::ErrorKind::WouldBlock => None,
                 io::ErrorKind::Interrupted => None,
+                _ => Some(Err(e)),
+            }
+        }
+    }
+}
+
+/// Sends what the socket takes now, without waiting (and without SIGPIPE): `None` when its
+/// buffer is full.
+pub fn send_now(socket: &impl AsRawFd, buf: &[u8]) -> Option<io::Result<usize>> {
+    // SAFETY: the descriptor comes from a live socket borrowed for the duration of the call;
+    // the kernel reads at most `buf.len()` bytes from `buf`, which is valid.
+    let rc = unsafe {
+        libc::send(
+            socket.as_raw_fd(),
+            buf.as_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    match usize::try_from(rc) {
+        Ok(n) => Some(Ok(n)),
+        Err(_) => {
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => None,
                 _ => Some(Err(e)),
             }
         }

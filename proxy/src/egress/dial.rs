@@ -12,11 +12,10 @@ use std::time::{Duration, Instant};
 use egressd_policy::Decision;
 use egressd_policy::egress::{self, Cooldown};
 use egressd_policy::model::{Action, Fallback, Ipv6Select, Pool};
-use futures_lite::AsyncWriteExt;
-use glommio::net::TcpStream;
-use socket2::{SockAddr, Socket};
 
+use super::conn::Conn;
 use super::socket::{SocketPools, SourceSpec, is_local_error};
+use crate::readiness::Readiness;
 use crate::state::Generation;
 
 /// How long an address that failed for a local reason is skipped.
@@ -38,6 +37,8 @@ pub struct Dialer {
     pub sockets: RefCell<SocketPools>,
     pub cooldown: RefCell<Cooldown>,
     idle: RefCell<IdleConns>,
+    /// The shard's readiness, which upstream connections are driven through.
+    readiness: Rc<Readiness>,
     epoch: Instant,
     seq: std::cell::Cell<u64>,
 }
@@ -45,12 +46,12 @@ pub struct Dialer {
 /// Upstream connections left idle after a keep-alive HTTP response (plain-HTTP forwarding).
 #[derive(Debug, Default)]
 struct IdleConns {
-    by_key: HashMap<ReuseKey, Vec<(TcpStream, Instant)>>,
+    by_key: HashMap<ReuseKey, Vec<(Conn, Instant)>>,
     count: usize,
 }
 
 /// True while the peer has neither closed nor sent anything: an idle HTTP connection.
-fn still_idle(stream: &TcpStream) -> bool {
+fn still_idle(stream: &Conn) -> bool {
     let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
     matches!(
         socket2::SockRef::from(stream)
@@ -61,7 +62,7 @@ fn still_idle(stream: &TcpStream) -> bool {
 
 /// An upstream connection a session holds between two forwarded requests, offered to the
 /// dial for the next one: taken only when that request's decision dials the same key.
-pub type Held = Rc<RefCell<Option<(ReuseKey, TcpStream)>>>;
+pub type Held = Rc<RefCell<Option<(ReuseKey, Conn)>>>;
 
 /// Which existing upstream connections a dial may take instead of a new one.
 #[derive(Debug, Clone)]
@@ -85,7 +86,7 @@ pub struct DialCtx {
 
 #[derive(Debug)]
 pub struct Dialed {
-    pub stream: TcpStream,
+    pub stream: Conn,
     /// The upstream socket's local address: the egress address and port actually used.
     pub local: SocketAddr,
     pub pool: Option<String>,
@@ -123,27 +124,13 @@ impl std::fmt::Display for DialError {
     }
 }
 
-/// Connects a prepared socket without blocking: start the connect, hand the socket to glommio,
-/// and wait for writability with a zero-length write, which reports the connect's error.
-pub async fn connect(socket: Socket, dst: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
-    match socket.connect(&SockAddr::from(dst)) {
-        Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-        Err(e) => return Err(e),
-    }
-    let mut stream = TcpStream::from(socket);
-    stream.set_write_timeout(Some(timeout))?;
-    let result = stream.write(&[]).await;
-    stream.set_write_timeout(None)?;
-    result.map(|_| stream)
-}
-
 impl Dialer {
-    pub fn new(depth: usize) -> Self {
+    pub fn new(depth: usize, readiness: Rc<Readiness>) -> Self {
         Dialer {
             sockets: RefCell::new(SocketPools::new(depth)),
             cooldown: RefCell::new(Cooldown::default()),
             idle: RefCell::new(IdleConns::default()),
+            readiness,
             epoch: Instant::now(),
             seq: std::cell::Cell::new(0),
         }
@@ -166,7 +153,7 @@ impl Dialer {
 
     /// Keeps an upstream connection whose last HTTP response left it open and idle, for the
     /// next forwarded request with the same key (dropped, and so closed, when full).
-    pub fn park(&self, key: ReuseKey, stream: TcpStream) {
+    pub fn park(&self, key: ReuseKey, stream: Conn) {
         let mut idle = self.idle.borrow_mut();
         if idle.count >= IDLE_PER_SHARD {
             return;
@@ -179,7 +166,7 @@ impl Dialer {
     }
 
     /// The most recently parked connection for `key` that is still open and idle.
-    fn take_idle(&self, spec: &SourceSpec, dst: SocketAddr) -> Option<TcpStream> {
+    fn take_idle(&self, spec: &SourceSpec, dst: SocketAddr) -> Option<Conn> {
         let mut idle = self.idle.borrow_mut();
         if idle.count == 0 {
             return None;
@@ -232,7 +219,7 @@ impl Dialer {
         dst: SocketAddr,
         timeout: Duration,
         reuse: &Reuse,
-    ) -> io::Result<(TcpStream, bool)> {
+    ) -> io::Result<(Conn, bool)> {
         if let Reuse::Idle(held) = reuse {
             let mut held = held.borrow_mut();
             if held
@@ -251,7 +238,10 @@ impl Dialer {
             }
         }
         let socket = self.sockets.borrow_mut().take(spec)?;
-        Ok((connect(socket, dst, timeout).await?, false))
+        Ok((
+            Conn::connect(socket, dst, timeout, &self.readiness).await?,
+            false,
+        ))
     }
 
     /// Dials `dst` as `decision` says.
@@ -277,13 +267,11 @@ impl Dialer {
             mark: None,
         };
         let reuse = &ctx.reuse;
-        let finish = |(stream, reused): (TcpStream, bool),
+        let finish = |(stream, reused): (Conn, bool),
                       spec: &SourceSpec,
                       pool: Option<String>,
                       fallback: Option<String>| {
-            let local = stream
-                .local_addr()
-                .map_err(|e| DialError::Connect(e.into()))?;
+            let local = stream.local_addr().map_err(DialError::Connect)?;
             Ok(Dialed {
                 stream,
                 local,
@@ -349,7 +337,7 @@ impl Dialer {
         ctx: &DialCtx,
         timeout: Duration,
         default_spec: &SourceSpec,
-    ) -> Result<((TcpStream, bool), SourceSpec, Option<String>), DialError> {
+    ) -> Result<((Conn, bool), SourceSpec, Option<String>), DialError> {
         let key = match pool.ipv6_select {
             Ipv6Select::PerConnection => {
                 self.seq.set(self.seq.get().wrapping_add(1));

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use egressd_policy::model::Auth;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use glommio::net::TcpStream;
 
 use super::open::{ConnInfo, OpenError, Opened, Target, open};
 use super::{ClientIo, Next, io_outcome, read_more, record_open_error, record_opened};
@@ -167,7 +166,7 @@ async fn copy_body<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
 
 /// The upstream connection of the last forwarded request.
 struct Upstream {
-    stream: TcpStream,
+    stream: crate::egress::conn::Conn,
     buf: Vec<u8>,
     /// Where it leaves from and goes to.
     key: ReuseKey,
@@ -177,7 +176,8 @@ struct Upstream {
     /// A request went over it before (here, or for another client before it was parked): the
     /// server may have closed it since.
     used: bool,
-    /// Its socket is in the shard's epoll set (see `readiness`).
+    /// `ReadyReader`'s record of the epoll watch; an upstream `Conn` is watched from its
+    /// connect on, so this stays true.
     watched: bool,
     /// How long a read may wait.
     idle: Duration,
@@ -191,9 +191,7 @@ impl Upstream {
             key: dialed.reuse_key,
             reusable: false,
             used: dialed.reused,
-            // A connection used before was read through the shard's epoll set, and stays in
-            // it while open (held, parked or taken again).
-            watched: dialed.reused,
+            watched: true,
             idle,
         }
     }

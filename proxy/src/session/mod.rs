@@ -162,7 +162,7 @@ pub enum Next<S = TcpStream> {
     /// the relay's.
     Tunnel {
         client: S,
-        upstream: TcpStream,
+        upstream: crate::egress::conn::Conn,
         pending: Vec<u8>,
         /// The client's socket is in the shard's epoll set already.
         client_watched: bool,

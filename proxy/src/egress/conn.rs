@@ -1,0 +1,160 @@
+//! An upstream TCP connection driven wholly through the shard's epoll readiness: connected,
+//! read and written with non-blocking calls, waiting only on the shard's poller. A glommio
+//! stream arms a poll of its own when it is made, and waits for a connect with another; each
+//! completes on the CPU that delivered the packet and interrupts the shard (see `readiness`).
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures_lite::{AsyncRead, AsyncWrite};
+use socket2::{SockAddr, Socket};
+
+use crate::readiness::Readiness;
+use crate::relay::RelayRead;
+use crate::sockopt::send_now;
+
+#[derive(Debug)]
+pub struct Conn {
+    socket: Socket,
+    readiness: Rc<Readiness>,
+    /// epoll reports room to write (only while a writer waited for it; see `Epoll::watch`).
+    output: bool,
+}
+
+impl Conn {
+    /// Connects a prepared (non-blocking) socket to `dst` within `timeout`.
+    pub async fn connect(
+        socket: Socket,
+        dst: SocketAddr,
+        timeout: Duration,
+        readiness: &Rc<Readiness>,
+    ) -> io::Result<Conn> {
+        match socket.connect(&SockAddr::from(dst)) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => return Err(e),
+        }
+        let mut conn = Conn {
+            socket,
+            readiness: readiness.clone(),
+            output: true,
+        };
+        readiness.watch(&conn, true)?;
+        // Writable once the handshake is over, either way: SO_ERROR tells a failure, a peer
+        // address success; neither yet means a wake-up meant for someone else.
+        let deadline = Instant::now() + timeout;
+        let mut first = true;
+        let waited = futures_lite::future::or(
+            std::future::poll_fn(|cx| {
+                if !std::mem::take(&mut first) {
+                    match conn.socket.take_error() {
+                        Ok(Some(e)) | Err(e) => return Poll::Ready(Err(e)),
+                        Ok(None) => {}
+                    }
+                    match conn.socket.peer_addr() {
+                        Ok(_) => return Poll::Ready(Ok(())),
+                        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {}
+                        Err(e) => return Poll::Ready(Err(e)),
+                    }
+                }
+                readiness
+                    .wait_writable(&conn, cx)
+                    .map(|()| Err(io::ErrorKind::InvalidInput.into()))
+            }),
+            async {
+                glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
+                Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
+            },
+        )
+        .await;
+        waited?;
+        // Connected: from now on only reads are reported, until a write has to wait.
+        readiness.set_output(&conn, false)?;
+        conn.output = false;
+        Ok(conn)
+    }
+
+    /// The local address: the egress address and port actually used.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket
+            .local_addr()?
+            .as_socket()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidData))
+    }
+}
+
+impl AsRawFd for Conn {
+    fn as_raw_fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.readiness.forget(&self.socket);
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.readiness.poll_read(&this.socket, &mut true, cx, buf)
+    }
+}
+
+impl RelayRead for Conn {
+    fn poll_relay_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+        _readiness: &Readiness,
+        _watched: &mut bool,
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(self).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if let Some(r) = send_now(&this.socket, buf) {
+            return Poll::Ready(r);
+        }
+        if !this.output {
+            // Full: have room reported from now on (adding the interest reports the current
+            // state, so room that came meanwhile is not missed), and try once more.
+            if let Err(e) = this.readiness.set_output(&this.socket, true) {
+                return Poll::Ready(Err(e));
+            }
+            this.output = true;
+            if let Some(r) = send_now(&this.socket, buf) {
+                return Poll::Ready(r);
+            }
+        }
+        let _ = this.readiness.wait_writable(&this.socket, cx);
+        // Room that comes after the failed send raises an edge the poller delivers to this
+        // writer, registered before the poller can run again.
+        Poll::Pending
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.socket.shutdown(std::net::Shutdown::Write))
+    }
+}
