@@ -158,3 +158,80 @@ impl AsyncWrite for Conn {
         Poll::Ready(self.socket.shutdown(std::net::Shutdown::Write))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_lite::{AsyncReadExt, AsyncWriteExt};
+
+    fn prepared() -> Socket {
+        let s = Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.set_nonblocking(true).unwrap();
+        s
+    }
+
+    fn on_shard<Fut: std::future::Future<Output = ()> + 'static>(
+        f: impl FnOnce(Rc<Readiness>) -> Fut + Send + 'static,
+    ) {
+        glommio::LocalExecutorBuilder::default()
+            .io_memory(64 * 1024)
+            .spawn(move || async move {
+                let readiness = Readiness::new().unwrap();
+                glommio::spawn_local(readiness.clone().run()).detach();
+                f(readiness).await;
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    #[test]
+    fn a_refused_connect_is_an_error() {
+        on_shard(|r| async move {
+            // A port nobody listens on: bind one, note it, close it.
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap();
+            let err = Conn::connect(prepared(), port, Duration::from_secs(5), &r)
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
+        });
+    }
+
+    #[test]
+    fn bytes_go_both_ways_through_a_full_buffer() {
+        on_shard(|r| async move {
+            let listener = glommio::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let mut conn = Conn::connect(prepared(), addr, Duration::from_secs(5), &r)
+                .await
+                .unwrap();
+            assert_eq!(conn.local_addr().unwrap().ip(), addr.ip());
+            let mut peer = listener.accept().await.unwrap();
+            // 8 MiB is far more than the socket buffers hold: the writer has to wait for room
+            // while the peer reads.
+            let data: Vec<u8> = (0..8 << 20).map(|i| (i % 251) as u8).collect();
+            let expected = data.clone();
+            let reader = glommio::spawn_local(async move {
+                let mut got = Vec::with_capacity(8 << 20);
+                let mut buf = vec![0u8; 64 * 1024];
+                while got.len() < 8 << 20 {
+                    let n = peer.read(&mut buf).await.unwrap();
+                    assert!(n > 0);
+                    got.extend_from_slice(&buf[..n]);
+                }
+                peer.write_all(b"done").await.unwrap();
+                got
+            });
+            conn.write_all(&data).await.unwrap();
+            let got = reader.await;
+            assert!(got == expected, "the bytes arrived in order");
+            let mut answer = [0u8; 4];
+            conn.read_exact(&mut answer).await.unwrap();
+            assert_eq!(&answer, b"done");
+            conn.close().await.unwrap();
+        });
+    }
+}
