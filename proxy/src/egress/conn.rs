@@ -163,6 +163,7 @@ impl AsyncWrite for Conn {
 mod tests {
     use super::*;
     use futures_lite::{AsyncReadExt, AsyncWriteExt};
+    use std::future::Future;
 
     fn prepared() -> Socket {
         let s = Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
@@ -170,7 +171,7 @@ mod tests {
         s
     }
 
-    fn on_shard<Fut: std::future::Future<Output = ()> + 'static>(
+    fn on_shard<Fut: Future<Output = ()> + 'static>(
         f: impl FnOnce(Rc<Readiness>) -> Fut + Send + 'static,
     ) {
         glommio::LocalExecutorBuilder::default()
