@@ -473,17 +473,15 @@ perconn_all() {
   stop_proxy
 }
 
-if [ "$ONLY" = perconn ]; then
-  rm -f "$OUT"/*-rrsat.* "$OUT"/*-serial.*
-  perconn_all
-  log "report"
-  python3 benches/report.py "$OUT" "ONLY=perconn bash benches/compare.sh" perconn > "$WORK/perconn.md"
-  python3 - "$WORK/perconn.md" <<'PY'
+# write_section NAME FILE: puts FILE between benches/RESULTS.md's <!-- NAME:start --> and
+# <!-- NAME:end --> markers (appended with them when absent).
+write_section() {
+  python3 - "$1" "$2" <<'PY'
 import re, sys
-section = open(sys.argv[1]).read()
+name, section = sys.argv[1], open(sys.argv[2]).read()
 path = "benches/RESULTS.md"
 text = open(path).read()
-start, end = "<!-- perconn:start -->", "<!-- perconn:end -->"
+start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
 block = f"{start}\n{section}\n{end}"
 if start in text:
     text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
@@ -491,6 +489,14 @@ else:
     text = text.rstrip() + "\n\n" + block + "\n"
 open(path, "w").write(text)
 PY
+}
+
+if [ "$ONLY" = perconn ]; then
+  rm -f "$OUT"/*-rrsat.* "$OUT"/*-serial.*
+  perconn_all
+  log "report"
+  python3 benches/report.py "$OUT" "ONLY=perconn bash benches/compare.sh" perconn > "$WORK/perconn.md"
+  write_section perconn "$WORK/perconn.md"
   log "done: benches/RESULTS.md (per-connection section)"
   exit 0
 fi
@@ -512,17 +518,5 @@ stop_proxy
 
 log "report"
 python3 benches/report.py "$OUT" "bash benches/compare.sh" > "$WORK/section.md"
-python3 - "$WORK/section.md" <<'PY'
-import re, sys
-section = open(sys.argv[1]).read()
-path = "benches/RESULTS.md"
-text = open(path).read()
-start, end = "<!-- compare:start -->", "<!-- compare:end -->"
-block = f"{start}\n{section}\n{end}"
-if start in text:
-    text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
-else:
-    text = text.rstrip() + "\n\n" + block + "\n"
-open(path, "w").write(text)
-PY
+write_section compare "$WORK/section.md"
 log "done: benches/RESULTS.md"

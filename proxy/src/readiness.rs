@@ -272,29 +272,33 @@ impl<S: RelayRead> AsyncRead for ReadyReader<'_, S> {
     }
 }
 
+/// Test support: runs `f` on a one-off glommio executor with a readiness poller of its own.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub fn on_test_shard<F, Fut>(f: F)
+where
+    F: FnOnce(Rc<Readiness>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    glommio::LocalExecutorBuilder::default()
+        .io_memory(64 * 1024)
+        .spawn(move || async move {
+            let readiness = Readiness::new().unwrap();
+            glommio::spawn_local(readiness.clone().run()).detach();
+            f(readiness).await;
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use futures_lite::{AsyncReadExt, AsyncWriteExt};
     use glommio::net::{TcpListener, TcpStream};
 
-    /// Runs `f` on a one-off glommio executor with a readiness poller of its own.
-    fn on_shard<F, Fut>(f: F)
-    where
-        F: FnOnce(Rc<Readiness>) -> Fut + Send + 'static,
-        Fut: Future<Output = ()> + 'static,
-    {
-        glommio::LocalExecutorBuilder::default()
-            .io_memory(64 * 1024)
-            .spawn(move || async move {
-                let readiness = Readiness::new().unwrap();
-                glommio::spawn_local(readiness.clone().run()).detach();
-                f(readiness).await;
-            })
-            .unwrap()
-            .join()
-            .unwrap();
-    }
+    use on_test_shard as on_shard;
 
     async fn pair() -> (TcpStream, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -163,27 +163,13 @@ impl AsyncWrite for Conn {
 mod tests {
     use super::*;
     use futures_lite::{AsyncReadExt, AsyncWriteExt};
-    use std::future::Future;
+
+    use crate::readiness::on_test_shard as on_shard;
 
     fn prepared() -> Socket {
         let s = Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
         s.set_nonblocking(true).unwrap();
         s
-    }
-
-    fn on_shard<Fut: Future<Output = ()> + 'static>(
-        f: impl FnOnce(Rc<Readiness>) -> Fut + Send + 'static,
-    ) {
-        glommio::LocalExecutorBuilder::default()
-            .io_memory(64 * 1024)
-            .spawn(move || async move {
-                let readiness = Readiness::new().unwrap();
-                glommio::spawn_local(readiness.clone().run()).detach();
-                f(readiness).await;
-            })
-            .unwrap()
-            .join()
-            .unwrap();
     }
 
     #[test]
