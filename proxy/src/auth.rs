@@ -147,8 +147,8 @@ impl Authenticator {
             let left = deadline.saturating_duration_since(Instant::now());
             glommio::timer::sleep(delay.min(left)).await;
         }
-        let _under_way = UnderWay::start(&self.under_way, client);
-        let suspect = failures + _under_way.others >= FREE_FAILURES;
+        let under_way = UnderWay::start(&self.under_way, client);
+        let suspect = failures + under_way.others >= FREE_FAILURES;
         let slot = futures_lite::future::or(self.line.acquire(suspect), async {
             glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
             None

@@ -71,25 +71,16 @@ impl Readiness {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        let fd = stream.as_raw_fd();
-        let Ok(index) = usize::try_from(fd) else {
-            return Poll::Ready(Err(io::ErrorKind::InvalidInput.into()));
-        };
-        let mut slots = self.slots.borrow_mut();
-        if slots.len() <= index {
-            slots.resize(index + 1, Slot::default());
-        }
-        let slot = &mut slots[index];
         if !*watched {
-            if let Err(e) = self.epoll.watch(fd, false) {
+            if let Err(e) = self.watch(stream, false) {
                 return Poll::Ready(Err(e));
             }
             *watched = true;
-            // A descriptor number seen before may have belonged to another socket: nothing
-            // is known about this one yet.
-            slot.maybe_ready = true;
-            slot.ended = false;
         }
+        let mut slots = self.slots.borrow_mut();
+        let Some(slot) = slot_mut(&mut slots, stream) else {
+            return Poll::Ready(Err(io::ErrorKind::InvalidInput.into()));
+        };
         if slot.maybe_ready {
             match recv_now(stream, buf) {
                 Some(Ok(n)) => {
@@ -120,18 +111,14 @@ impl Readiness {
         }
     }
 
-    /// Puts a new socket in the epoll set (nothing known about it yet), reporting room to
-    /// write too with `output` (a connect in progress).
+    /// Puts a new socket in the epoll set, reporting room to write too with `output` (a
+    /// connect in progress). A descriptor number seen before may have belonged to another
+    /// socket: nothing is known about this one yet.
     pub fn watch(&self, stream: &impl AsRawFd, output: bool) -> io::Result<()> {
-        let fd = stream.as_raw_fd();
-        let index =
-            usize::try_from(fd).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        self.epoll.watch(fd, output)?;
+        self.epoll.watch(stream.as_raw_fd(), output)?;
         let mut slots = self.slots.borrow_mut();
-        if slots.len() <= index {
-            slots.resize(index + 1, Slot::default());
-        }
-        slots[index] = Slot {
+        let slot = slot_mut(&mut slots, stream).ok_or(io::ErrorKind::InvalidInput)?;
+        *slot = Slot {
             maybe_ready: true,
             ..Slot::default()
         };
@@ -146,14 +133,11 @@ impl Readiness {
     /// Registers `cx`'s waker to be woken when the socket (watched with output) has room to
     /// write, or its connect finished; always `Pending`.
     pub fn wait_writable(&self, stream: &impl AsRawFd, cx: &mut Context<'_>) -> Poll<()> {
-        let Ok(index) = usize::try_from(stream.as_raw_fd()) else {
+        let mut slots = self.slots.borrow_mut();
+        let Some(slot) = slot_mut(&mut slots, stream) else {
             return Poll::Ready(());
         };
-        let mut slots = self.slots.borrow_mut();
-        if slots.len() <= index {
-            slots.resize(index + 1, Slot::default());
-        }
-        match &mut slots[index].writer {
+        match &mut slot.writer {
             Some(w) if w.will_wake(cx.waker()) => {}
             other => *other = Some(cx.waker().clone()),
         }
@@ -164,6 +148,7 @@ impl Readiness {
     /// ready, waits through glommio for the epoll descriptor. Runs until the shard stops.
     pub async fn run(self: Rc<Self>) {
         let mut ready = Vec::with_capacity(256);
+        let mut wakers = Vec::with_capacity(256);
         loop {
             ready.clear();
             if let Err(e) = self.epoll.ready_now(&mut ready) {
@@ -171,7 +156,7 @@ impl Readiness {
                 return;
             }
             if !ready.is_empty() {
-                self.wake(&ready);
+                self.wake(&ready, &mut wakers);
                 futures_lite::future::yield_now().await;
                 continue;
             }
@@ -189,9 +174,10 @@ impl Readiness {
         }
     }
 
-    fn wake(&self, ready: &[(RawFd, u32)]) {
+    /// Marks the ready descriptors and wakes their waiters (collected in `wakers` first, so
+    /// no borrow is held while a waker runs).
+    fn wake(&self, ready: &[(RawFd, u32)], wakers: &mut Vec<Waker>) {
         let mut slots = self.slots.borrow_mut();
-        let mut wakers = Vec::with_capacity(ready.len());
         for &(fd, events) in ready {
             if let Some(slot) = usize::try_from(fd).ok().and_then(|i| slots.get_mut(i)) {
                 if events & READ_EVENTS != 0 {
@@ -205,10 +191,19 @@ impl Readiness {
             }
         }
         drop(slots);
-        for w in wakers {
+        for w in wakers.drain(..) {
             w.wake();
         }
     }
+}
+
+/// The slot of `stream`'s descriptor, made on first use.
+fn slot_mut<'a>(slots: &'a mut Vec<Slot>, stream: &impl AsRawFd) -> Option<&'a mut Slot> {
+    let index = usize::try_from(stream.as_raw_fd()).ok()?;
+    if slots.len() <= index {
+        slots.resize(index + 1, Slot::default());
+    }
+    slots.get_mut(index)
 }
 
 /// A stream read through the shard's readiness by code written against `AsyncRead` (the HTTP

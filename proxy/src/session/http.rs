@@ -176,9 +176,6 @@ struct Upstream {
     /// A request went over it before (here, or for another client before it was parked): the
     /// server may have closed it since.
     used: bool,
-    /// `ReadyReader`'s record of the epoll watch; an upstream `Conn` is watched from its
-    /// connect on, so this stays true.
-    watched: bool,
     /// How long a read may wait.
     idle: Duration,
 }
@@ -191,19 +188,16 @@ impl Upstream {
             key: dialed.reuse_key,
             reusable: false,
             used: dialed.reused,
-            watched: true,
             idle,
         }
     }
 
     /// Reads more of the response into `buf`.
     async fn read_more(&mut self, readiness: &Readiness) -> io::Result<usize> {
-        let mut reader = ReadyReader::new(
-            &mut self.stream,
-            readiness,
-            &mut self.watched,
-            Some(self.idle),
-        );
+        // An upstream `Conn` is in the epoll set from its connect on.
+        let mut watched = true;
+        let mut reader =
+            ReadyReader::new(&mut self.stream, readiness, &mut watched, Some(self.idle));
         read_more(&mut reader, &mut self.buf, wire::MAX_HEAD + 1).await
     }
 }
@@ -266,6 +260,28 @@ fn next_record(rec: &mut ConnRecord, generation: &GenRef) {
         generation: generation.id,
         ..ConnRecord::default()
     };
+}
+
+/// How long, and how much, a client still sending is read after its 408.
+const LINGER_FOR: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 64 * 1024;
+
+/// After answering a client that is still sending (a late head), stops writing and reads, for
+/// a moment, what it goes on sending: closing with its bytes unread would reset the connection
+/// and could destroy the answer before the client reads it (the lingering close of HAProxy
+/// and nginx). Bounded in time and bytes.
+async fn linger<S: ClientIo>(client: &mut S, readiness: &Readiness, watched: &mut bool) {
+    let _ = client.close().await;
+    let until = Instant::now() + LINGER_FOR;
+    let mut sink = [0u8; 4096];
+    let mut left = LINGER_BYTES;
+    while left > 0 {
+        let mut reader = ReadyReader::new(&mut *client, readiness, &mut *watched, None);
+        match super::before(until, reader.read(&mut sink)).await {
+            Ok(n) if n > 0 => left = left.saturating_sub(n),
+            _ => return,
+        }
+    }
 }
 
 /// How reading a request head ended, when it did not give a head.
@@ -335,6 +351,7 @@ async fn read_head<S: ClientIo>(
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                 if !buf.is_empty() {
                     answer(client, rec, 408, &[]).await;
+                    linger(client, &shard.readiness, watched).await;
                 }
                 return Err(HeadEnd::Done("handshake_timeout"));
             }
@@ -648,10 +665,11 @@ pub async fn serve<S: ClientIo>(
             return Next::Done("client_error");
         }
         rec.bytes_down += out.len() as u64;
+        let mut watched = true;
         let mut from_upstream = ReadyReader::new(
             &mut up.stream,
             &shard.readiness,
-            &mut up.watched,
+            &mut watched,
             Some(up.idle),
         );
         match copy_body(body, &mut from_upstream, &mut up.buf, &mut client).await {
