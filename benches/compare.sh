@@ -4,7 +4,9 @@
 #
 #   bash benches/compare.sh            # writes benches/RESULTS.md's side-by-side section
 #   ONLY=perconn bash benches/compare.sh   # only small messages at saturation and serial
-#                                          # connections, for every peer (their own section)
+#                                          # connections, and wrk against nginx, for every
+#                                          # peer (their own section)
+#   ONLY=wrk bash benches/compare.sh       # only the wrk rows of that section
 #
 # The proxy under test is pinned to CPU 0, the load generator and the sinks to CPU 1, the same
 # for every proxy. Each proxy leaves from its own egress address (127.0.0.2 ... 127.0.0.6) and a
@@ -50,6 +52,9 @@ command -v danted >/dev/null || need+=(dante-server)
 command -v microsocks >/dev/null || need+=(microsocks)
 command -v squid >/dev/null || need+=(squid)
 command -v haproxy >/dev/null || need+=(haproxy)
+command -v nginx >/dev/null || need+=(nginx)
+command -v wrk >/dev/null || need+=(wrk)
+command -v proxychains4 >/dev/null || need+=(proxychains4)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]}"
   apt-get update -qq
@@ -62,6 +67,12 @@ cargo build --release -q -p egressd -p egressd-loadgen
 cargo run --release -q -p egressd-policy --example gen-policy -- 10000 > "$WORK/rules10k.toml"
 LG=$PWD/target/release/egressd-loadgen
 EGRESSD=$PWD/target/release/egressd
+# The compio relay of benches/ceiling (a crate of its own, outside the workspace): the ceiling
+# of an io_uring runtime that sets COOP_TASKRUN and SINGLE_ISSUER, which glommio 0.9 cannot.
+CEILING=
+if cargo build --release -q --manifest-path benches/ceiling/Cargo.toml; then
+  CEILING=$PWD/benches/ceiling/target/release/egressd-ceiling
+fi
 
 on_client() { taskset -c "$CLIENT_CPU" "$@"; }
 
@@ -236,6 +247,16 @@ CONF
   wait_port 21082
 }
 
+# start_ceiling [--no-coop]: the compio ceiling relay (SOCKS5, no authentication), egressing
+# from 127.0.0.7; fails when it could not be built.
+start_ceiling() {
+  [ -n "$CEILING" ] || return 1
+  settle
+  taskset -c "$PROXY_CPU" "$CEILING" --listen 127.0.0.1:0 --egress 127.0.0.7 "$@" > "$WORK/ceiling.out" 2>&1 &
+  PROXY_PID=$!
+  PROXY_ADDR=$(wait_line "$WORK/ceiling.out" '^listening ' | awk '{print $2}')
+}
+
 # HAProxy relays to one fixed server: a plain TCP relay to the sink of the workload at hand
 # (the no-handshake upper bound), and an HTTP-mode listener in front of the HTTP sink.
 start_haproxy() {
@@ -279,6 +300,11 @@ cpu_tree() {
   done | awk '{s += $1} END {print s + 0}'
 }
 
+# Rescheduling interrupts (IPIs, the RES line of /proc/interrupts) taken so far by one CPU.
+ipis() {
+  awk -v col=$(($1 + 2)) '$1 == "RES:" { print $col }' /proc/interrupts
+}
+
 # "busy total" clock ticks of one CPU from /proc/stat.
 cpu_ticks() {
   awk -v cpu="cpu$1" '$1 == cpu { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat
@@ -293,21 +319,23 @@ run() {
   [ "$proto" != direct ] && proxy_args=(--proxy "$PROXY_ADDR")
   [ "$proto" = http-forward ] && proxy_args=(--proxy "$HTTP_ADDR")
   log "$name: $proto $workload"
-  local p0 c0a c1a p1 c0b c1b
+  local p0 c0a c1a p1 c0b c1b i0 i1
   p0=$( [ -n "$PROXY_PID" ] && cpu_tree "$PROXY_PID" || echo 0)
-  c0a=$(cpu_ticks "$PROXY_CPU"); c1a=$(cpu_ticks "$CLIENT_CPU")
+  c0a=$(cpu_ticks "$PROXY_CPU"); c1a=$(cpu_ticks "$CLIENT_CPU"); i0=$(ipis "$PROXY_CPU")
   on_client "$LG" run --target "$target" "${proxy_args[@]}" --proto "$proto" --workload "$workload" \
     --duration "$DURATION" --warmup "$WARMUP" --threads 1 --cpus "$CLIENT_CPU" \
     --json "$OUT/$name.json" "$@" > "$OUT/$name.txt"
   p1=$( [ -n "$PROXY_PID" ] && cpu_tree "$PROXY_PID" || echo 0)
-  c0b=$(cpu_ticks "$PROXY_CPU"); c1b=$(cpu_ticks "$CLIENT_CPU")
-  python3 - "$OUT/$name.cpu.json" "$p0" "$p1" "$c0a" "$c0b" "$c1a" "$c1b" "$(getconf CLK_TCK)" "${PROXY_PID:-}" <<'PY'
+  c0b=$(cpu_ticks "$PROXY_CPU"); c1b=$(cpu_ticks "$CLIENT_CPU"); i1=$(ipis "$PROXY_CPU")
+  python3 - "$OUT/$name.cpu.json" "$p0" "$p1" "$c0a" "$c0b" "$c1a" "$c1b" "$(getconf CLK_TCK)" "${PROXY_PID:-}" "$i0" "$i1" <<'PY'
 import json, sys
-path, p0, p1, c0a, c0b, c1a, c1b, hz, pid = sys.argv[1:]
+path, p0, p1, c0a, c0b, c1a, c1b, hz, pid, i0, i1 = sys.argv[1:]
 busy = lambda a, b: (int(b.split()[0]) - int(a.split()[0])) / max(1, int(b.split()[1]) - int(a.split()[1]))
 wall = (int(c0b.split()[1]) - int(c0a.split()[1])) / int(hz)
 json.dump({"proxy_cpu_s": (int(p1) - int(p0)) / int(hz) if pid else None, "wall_s": wall,
-           "cpu0_busy": busy(c0a, c0b), "cpu1_busy": busy(c1a, c1b)}, open(path, "w"))
+           "cpu0_busy": busy(c0a, c0b), "cpu1_busy": busy(c1a, c1b),
+           # the proxy CPU's rescheduling interrupts over the whole run (warm-up included)
+           "proxy_cpu_ipis": int(i1) - int(i0)}, open(path, "w"))
 PY
   # A churn leaves its client ports in TIME_WAIT; they may be reused (tcp_tw_reuse) once a
   # second old, so the next run's connects do not fail for want of a port.
@@ -453,6 +481,14 @@ perconn_all() {
   perconn egressd-connect http-connect "$ECHO" "${small[@]}"
   perconn egressd-http http-forward "$HTTP"
   stop_proxy
+  if start_ceiling; then
+    check_egress socks5 127.0.0.7
+    perconn ceiling socks5 "$ECHO" "${small[@]}"
+    stop_proxy
+    start_ceiling --no-coop
+    perconn ceiling-nocoop socks5 "$ECHO" "${small[@]}"
+    stop_proxy
+  fi
   settle
   start_dante
   perconn dante socks5 "$ECHO" "${small[@]}"
@@ -473,6 +509,121 @@ perconn_all() {
   stop_proxy
 }
 
+# --- wrk against nginx, as users measure a proxy -------------------------------------------
+# nginx (one worker, CPU 1) answers every request with a 98-byte body; wrk (one thread, 20
+# connections, WRK_DURATION, best of two) on CPU 1 asks with keep-alive and with `Connection:
+# close` (a new connection, and through a proxy a new handshake, per request): directly, through
+# proxychains4 for SOCKS5 proxies, and with absolute-form request lines (a wrk script) for HTTP
+# forward proxies.
+WRK_DURATION=${WRK_DURATION:-5s}
+NGINX_PORT=21090
+NGINX=127.0.0.1:$NGINX_PORT
+start_nginx() {
+  mkdir -p "$WORK/nginx"
+  cat > "$WORK/nginx/nginx.conf" <<CONF
+daemon off;
+worker_processes 1;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx;
+  proxy_temp_path $WORK/nginx;
+  fastcgi_temp_path $WORK/nginx;
+  uwsgi_temp_path $WORK/nginx;
+  scgi_temp_path $WORK/nginx;
+  keepalive_requests 100000000;
+  server {
+    listen $NGINX reuseport;
+    location / { default_type text/plain; return 200 "$(printf '%097d' 0)\n"; }
+  }
+}
+CONF
+  taskset -c "$CLIENT_CPU" nginx -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" &
+  PIDS+=($!)
+  wait_port "$NGINX_PORT"
+  printf 'wrk.path = "http://%s/"\n' "$NGINX" > "$WORK/forward.lua"
+}
+
+# wrk_run NAME HOW: HOW is direct (to nginx, or to PROXY_ADDR when a TCP relay is running),
+# socks5 (proxychains4 to PROXY_ADDR) or http-forward (absolute-form to HTTP_ADDR). Writes
+# $OUT/wrk-NAME-keepalive.json and $OUT/wrk-NAME-close.json: requests/s (best of two), errors,
+# latency, the proxy's CPU and its CPU's IPIs per request.
+wrk_run() {
+  local name=$1 how=$2 conn try
+  local cmd=(wrk -t1 -c20 -d"$WRK_DURATION" --latency)
+  case $how in
+    direct) cmd+=("http://${PROXY_ADDR:-$NGINX}/") ;;
+    socks5)
+      printf 'strict_chain\nquiet_mode\ntcp_read_time_out 15000\ntcp_connect_time_out 8000\n[ProxyList]\nsocks5 %s %s\n' \
+        "${PROXY_ADDR%:*}" "${PROXY_ADDR##*:}" > "$WORK/proxychains.conf"
+      cmd=(proxychains4 -q -f "$WORK/proxychains.conf" "${cmd[@]}" "http://$NGINX/") ;;
+    http-forward) cmd+=(-s "$WORK/forward.lua" "http://$HTTP_ADDR/") ;;
+  esac
+  for conn in keepalive close; do
+    local hdr=()
+    [ "$conn" = close ] && hdr=(-H "Connection: close")
+    log "wrk-$name-$conn"
+    for try in 1 2; do
+      local p0 p1 i0 i1
+      p0=$( [ -n "${PROXY_PID:-}" ] && cpu_tree "$PROXY_PID" || echo 0); i0=$(ipis "$PROXY_CPU")
+      on_client "${cmd[@]}" "${hdr[@]}" > "$WORK/wrk.out" 2>&1 || true
+      p1=$( [ -n "${PROXY_PID:-}" ] && cpu_tree "$PROXY_PID" || echo 0); i1=$(ipis "$PROXY_CPU")
+      python3 - "$WORK/wrk.out" "$OUT/wrk-$name-$conn.json" "$p0" "$p1" "$i0" "$i1" "$(getconf CLK_TCK)" "${PROXY_PID:-}" <<'PY'
+import json, os, re, sys
+text, path = open(sys.argv[1]).read(), sys.argv[2]
+p0, p1, i0, i1, hz = (int(x) for x in sys.argv[3:8])
+pid = sys.argv[8]
+m = re.search(r"Requests/sec:\s+([0-9.]+)", text)
+n = re.search(r"(\d+) requests in", text)
+if not m or not n:
+    sys.exit("wrk printed no result:\n" + text)
+rps, requests = float(m.group(1)), int(n.group(1))
+errs = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", text))
+bad = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+errs += int(bad.group(1)) if bad else 0
+lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", text, re.M))
+r = {"requests_per_s": rps, "requests": requests, "errors": errs, "p50": lat.get("50"), "p99": lat.get("99"),
+     "proxy_cpu_us_per_request": (p1 - p0) / hz * 1e6 / requests if pid else None,
+     "ipis_per_request": (i1 - i0) / requests}
+old = json.load(open(path)) if os.path.exists(path) else None
+if not old or old["requests_per_s"] < rps:
+    json.dump(r, open(path, "w"))
+PY
+    done
+  done
+}
+
+wrk_all() {
+  rm -f "$OUT"/wrk-*.json
+  start_nginx
+  settle
+  PROXY_ADDR=; PROXY_PID=
+  wrk_run direct direct
+  start_egressd 1
+  wrk_run egressd-socks5 socks5
+  wrk_run egressd-http http-forward
+  stop_proxy
+  if start_ceiling; then
+    wrk_run ceiling socks5
+    stop_proxy
+  fi
+  start_dante
+  wrk_run dante socks5
+  stop_proxy
+  start_microsocks
+  wrk_run microsocks socks5
+  stop_proxy
+  start_squid
+  wrk_run squid-http http-forward
+  stop_proxy
+  start_haproxy "$NGINX"
+  wrk_run haproxy direct
+  stop_proxy
+  PROXY_ADDR=
+}
+
 # write_section NAME FILE: puts FILE between benches/RESULTS.md's <!-- NAME:start --> and
 # <!-- NAME:end --> markers (appended with them when absent).
 write_section() {
@@ -491,16 +642,22 @@ open(path, "w").write(text)
 PY
 }
 
-if [ "$ONLY" = perconn ]; then
-  rm -f "$OUT"/*-rrsat.* "$OUT"/*-serial.*
-  perconn_all
+if [ "$ONLY" = perconn ] || [ "$ONLY" = wrk ]; then
+  if [ "$ONLY" = perconn ]; then
+    rm -f "$OUT"/*-rrsat.* "$OUT"/*-serial.*
+    perconn_all
+  fi
+  wrk_all
   log "report"
-  python3 benches/report.py "$OUT" "ONLY=perconn bash benches/compare.sh" perconn > "$WORK/perconn.md"
+  python3 benches/report.py "$OUT" "ONLY=$ONLY bash benches/compare.sh" perconn > "$WORK/perconn.md"
   write_section perconn "$WORK/perconn.md"
   log "done: benches/RESULTS.md (per-connection section)"
   exit 0
 fi
-[ "$ONLY" = all ] && perconn_all
+if [ "$ONLY" = all ]; then
+  perconn_all
+  wrk_all
+fi
 
 # Idle: each proxy freshly started, RSS of its whole process tree before and with the tunnels.
 start_egressd 1

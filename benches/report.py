@@ -182,7 +182,9 @@ if r10 and r1:
     add("")
     add(f"Cost of the large policy: {(1 - r10['connections_per_s'] / r1['connections_per_s']) * 100:.1f}% of connections/s.")
 PERCONN = [("direct (no proxy)", "direct"), ("egressd SOCKS5", "egressd-socks5"), ("egressd HTTP CONNECT", "egressd-connect"),
-           ("egressd HTTP forward", "egressd-http"), ("Dante SOCKS5", "dante"), ("microsocks SOCKS5", "microsocks"),
+           ("egressd HTTP forward", "egressd-http"),
+           ("compio ceiling SOCKS5 (COOP_TASKRUN, SINGLE_ISSUER)", "ceiling"),
+           ("compio ceiling SOCKS5 (no ring flags)", "ceiling-nocoop"), ("Dante SOCKS5", "dante"), ("microsocks SOCKS5", "microsocks"),
            ("Squid HTTP CONNECT", "squid"), ("Squid HTTP forward", "squid-http"), ("HAProxy TCP relay", "haproxy"),
            ("HAProxy HTTP mode", "haproxy-http")]
 
@@ -190,6 +192,14 @@ PERCONN = [("direct (no proxy)", "direct"), ("egressd SOCKS5", "egressd-socks5")
 def per_request(r):
     v = (r or {}).get("proxy_cpu_us_per_request")
     return "-" if v is None else f"{v:.1f} µs"
+
+
+def ipis(key, rate):
+    """The proxy CPU's IPIs per request (or connection) over the run, warm-up included."""
+    c = cpu_use(key)
+    if not c or c.get("proxy_cpu_ipis") is None or not rate:
+        return "-"
+    return f"{c['proxy_cpu_ipis'] / (rate * c['wall_s']):.2f}"
 
 
 def phase(r, which, key):
@@ -210,8 +220,8 @@ if any(load(k + "-rrsat") for _, k in PERCONN):
     add("")
     add("Proxy CPU per request from `--proxy-pid` (the proxy's threads, over the measurement).")
     add("")
-    add("| proxy | requests/s | vs direct | vs egressd | proxy CPU per request | p50 | p99 | errors |")
-    add("|---|---:|---:|---:|---:|---:|---:|---:|")
+    add("| proxy | requests/s | vs direct | vs egressd | proxy CPU per request | IPIs per request | p50 | p99 | errors |")
+    add("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     d, e = load("direct-rrsat"), load("egressd-socks5-rrsat")
     for label, key in PERCONN:
         r = load(key + "-rrsat")
@@ -219,12 +229,12 @@ if any(load(k + "-rrsat") for _, k in PERCONN):
             continue
         q = r["requests_per_s"]
         add(f"| {label} | {q:,.0f} | {ratio(q, d and d['requests_per_s'])} | {ratio(q, e and e['requests_per_s'])} | "
-            f"{per_request(r)} | {us(lat(r, 'p50'))} | {us(lat(r, 'p99'))} | {errors(r)} |")
+            f"{per_request(r)} | {ipis(key + '-rrsat', q)} | {us(lat(r, 'p50'))} | {us(lat(r, 'p99'))} | {errors(r)} |")
     add("")
     add("### serial: one connection at a time (connect, handshake, 100-byte exchange, close)")
     add("")
-    add("| proxy | connections/s | vs direct | vs egressd | handshake p50 | handshake p99 | exchange p50 | proxy CPU per connection | errors |")
-    add("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    add("| proxy | connections/s | vs direct | vs egressd | handshake p50 | handshake p99 | exchange p50 | proxy CPU per connection | IPIs per connection | errors |")
+    add("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     d, e = load("direct-serial"), load("egressd-socks5-serial")
     for label, key in PERCONN:
         r = load(key + "-serial")
@@ -233,7 +243,31 @@ if any(load(k + "-rrsat") for _, k in PERCONN):
         c = r["connections_per_s"]
         add(f"| {label} | {c:,.0f} | {ratio(c, d and d['connections_per_s'])} | {ratio(c, e and e['connections_per_s'])} | "
             f"{phase(r, 'handshake_us', 'p50')} | {phase(r, 'handshake_us', 'p99')} | {phase(r, 'exchange_us', 'p50')} | "
-            f"{per_request(r)} | {errors(r)} |")
+            f"{per_request(r)} | {ipis(key + '-serial', c)} | {errors(r)} |")
+    add("")
+
+WRK = [("direct (no proxy)", "direct"), ("egressd SOCKS5", "egressd-socks5"), ("egressd HTTP forward", "egressd-http"),
+       ("compio ceiling SOCKS5", "ceiling"), ("Dante SOCKS5", "dante"), ("microsocks SOCKS5", "microsocks"),
+       ("Squid HTTP forward", "squid-http"), ("HAProxy TCP relay", "haproxy")]
+if any(load(f"wrk-{k}-keepalive") for _, k in WRK):
+    add("### wrk against nginx: keep-alive and one connection per request")
+    add("")
+    add("wrk (one thread, 20 connections, best of two) and nginx (one worker, a 98-byte body) on CPU 1, "
+        "the proxy on CPU 0; SOCKS5 through proxychains4, HTTP forward with absolute-form request lines. "
+        "With `Connection: close` every request is a new connection and, through a proxy, a new handshake.")
+    add("")
+    add("| proxy | keep-alive requests/s | vs direct | CPU per request | IPIs per request | p99 | "
+        "Connection: close requests/s | vs direct | CPU per request | IPIs per request | errors |")
+    add("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    dk, dc = load("wrk-direct-keepalive"), load("wrk-direct-close")
+    for label, key in WRK:
+        k, c = load(f"wrk-{key}-keepalive"), load(f"wrk-{key}-close")
+        if not k or not c:
+            continue
+        add(f"| {label} | {k['requests_per_s']:,.0f} | {ratio(k['requests_per_s'], dk and dk['requests_per_s'])} | "
+            f"{per_request(k)} | {k['ipis_per_request']:.2f} | {k['p99'] or '-'} | "
+            f"{c['requests_per_s']:,.0f} | {ratio(c['requests_per_s'], dc and dc['requests_per_s'])} | "
+            f"{per_request(c)} | {c['ipis_per_request']:.2f} | {k['errors'] + c['errors']} |")
     add("")
 
 print("\n".join(lines))
