@@ -6,6 +6,7 @@
 mod accesslog;
 mod auth;
 mod commands;
+mod conn;
 mod dns;
 mod egress;
 mod files;

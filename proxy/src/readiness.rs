@@ -1,11 +1,11 @@
-//! Readiness of a shard's tunnel sockets from one edge-triggered epoll instance, the way an
-//! epoll event loop learns it.
+//! Readiness of a shard's sockets (listeners, clients, upstreams) from one edge-triggered
+//! epoll instance, the way an epoll event loop learns it.
 //!
 //! glommio 0.9 waits for a socket with an io_uring poll of its own, and its rings are made
 //! without COOP_TASKRUN: every poll that completes because the peer, on another CPU, sent
 //! data reaches the shard as task work with an interrupt, even when the shard is busy and
 //! would have come back to the socket anyway. With epoll, data arriving while the shard is
-//! busy only puts the socket on the ready list. So tunnel sockets are watched here: a reader
+//! busy only puts the socket on the ready list. So every socket is watched here: a reader
 //! that finds nothing leaves its waker under the socket's descriptor; the shard's poller task
 //! asks epoll what is ready (never waiting) between turns and wakes those readers. Only when
 //! nothing is ready does the poller let glommio wait, with one poll on the epoll descriptor
@@ -14,21 +14,19 @@
 //! Each watched descriptor also has a "maybe ready" mark: set when it is first watched and
 //! whenever epoll reports it, cleared when a read comes back short (it took all there was) or
 //! finds nothing, so a reader whose socket is not marked waits at once instead of trying a
-//! `recv` that would fail. A short read does not clear it once the peer has hung up or the
+//! `recv` that would fail. A listener is watched the same way: its mark says a connection may
+//! be queued, and an `accept4` that finds none clears it. A short read does not clear it once the peer has hung up or the
 //! socket has failed: the end or the error is still to be read, and no new edge will come.
 
 use std::cell::RefCell;
-use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
 
 use futures_lite::AsyncRead;
 
-use crate::relay::RelayRead;
 use crate::sockopt::{Epoll, recv_now};
 
 /// Events after which a socket never blocks a read again.
@@ -62,21 +60,14 @@ impl Readiness {
         }))
     }
 
-    /// Reads what `stream` holds, or registers `cx`'s waker to be woken when it has more.
-    /// `watched` is the caller's record that the socket is in the epoll set already.
+    /// Reads what `stream` (watched) holds, or registers `cx`'s waker to be woken when it has
+    /// more.
     pub fn poll_read(
         &self,
         stream: &impl AsRawFd,
-        watched: &mut bool,
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        if !*watched {
-            if let Err(e) = self.watch(stream, false) {
-                return Poll::Ready(Err(e));
-            }
-            *watched = true;
-        }
         let mut slots = self.slots.borrow_mut();
         let Some(slot) = slot_mut(&mut slots, stream) else {
             return Poll::Ready(Err(io::ErrorKind::InvalidInput.into()));
@@ -92,6 +83,30 @@ impl Readiness {
                 }
                 Some(Err(e)) => return Poll::Ready(Err(e)),
                 None => slot.maybe_ready = false,
+            }
+        }
+        match &mut slot.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            other => *other = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    /// Takes a queued connection from `listener` (watched, non-blocking), or registers `cx`'s
+    /// waker to be woken when one may have come.
+    pub fn poll_accept(
+        &self,
+        listener: &socket2::Socket,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<(socket2::Socket, socket2::SockAddr)>> {
+        let mut slots = self.slots.borrow_mut();
+        let Some(slot) = slot_mut(&mut slots, listener) else {
+            return Poll::Ready(Err(io::ErrorKind::InvalidInput.into()));
+        };
+        if slot.maybe_ready {
+            match listener.accept() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => slot.maybe_ready = false,
+                other => return Poll::Ready(other),
             }
         }
         match &mut slot.waker {
@@ -206,67 +221,6 @@ fn slot_mut<'a>(slots: &'a mut Vec<Slot>, stream: &impl AsRawFd) -> Option<&'a m
     slots.get_mut(index)
 }
 
-/// A stream read through the shard's readiness by code written against `AsyncRead` (the HTTP
-/// session), with an optional limit on each wait, as glommio's read timeout had.
-pub struct ReadyReader<'a, S> {
-    stream: &'a mut S,
-    readiness: &'a Readiness,
-    watched: &'a mut bool,
-    timeout: Option<Duration>,
-    timer: Option<glommio::timer::Timer>,
-}
-
-impl<'a, S: RelayRead> ReadyReader<'a, S> {
-    pub fn new(
-        stream: &'a mut S,
-        readiness: &'a Readiness,
-        watched: &'a mut bool,
-        timeout: Option<Duration>,
-    ) -> Self {
-        ReadyReader {
-            stream,
-            readiness,
-            watched,
-            timeout,
-            timer: None,
-        }
-    }
-}
-
-impl<S: RelayRead> AsyncRead for ReadyReader<'_, S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        match this
-            .stream
-            .poll_relay_read(cx, buf, this.readiness, this.watched)
-        {
-            Poll::Ready(r) => {
-                this.timer = None;
-                Poll::Ready(r)
-            }
-            Poll::Pending => {
-                if let Some(limit) = this.timeout {
-                    let timer = this
-                        .timer
-                        .get_or_insert_with(|| glommio::timer::Timer::new(limit));
-                    if Pin::new(timer).poll(cx).is_ready() {
-                        this.timer = None;
-                        return Poll::Ready(Err(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            "nothing to read for the idle timeout",
-                        )));
-                    }
-                }
-                Poll::Pending
-            }
-        }
-    }
-}
-
 /// Test support: runs `f` on a one-off glommio executor with a readiness poller of its own.
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -289,22 +243,34 @@ where
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::conn::Conn;
+    use crate::listen::Listener;
+    use crate::session::WaitLimited;
     use futures_lite::{AsyncReadExt, AsyncWriteExt};
-    use glommio::net::{TcpListener, TcpStream};
 
     use on_test_shard as on_shard;
 
-    async fn pair() -> (TcpStream, TcpStream) {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    /// Two ends of one loopback connection, both driven by `r`.
+    async fn pair(r: &Rc<Readiness>) -> (Conn, Conn) {
+        let listener = Listener::bind("127.0.0.1:0".parse().unwrap(), r).unwrap();
         let addr = listener.local_addr().unwrap();
-        let (a, b) = futures_lite::future::zip(TcpStream::connect(addr), listener.accept()).await;
-        (a.unwrap(), b.unwrap())
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket.set_nonblocking(true).unwrap();
+        let (a, b) = futures_lite::future::zip(
+            Conn::connect(socket, addr, Duration::from_secs(5), r),
+            listener.accept(),
+        )
+        .await;
+        (a.unwrap(), b.unwrap().stream)
     }
 
     /// One read; a wake-up that never comes fails the test (after 5 s) instead of hanging it.
-    async fn read(r: &Readiness, s: &mut TcpStream, watched: &mut bool, buf: &mut [u8]) -> usize {
-        ReadyReader::new(s, r, watched, Some(Duration::from_secs(5)))
+    async fn read(s: &mut Conn, buf: &mut [u8]) -> usize {
+        WaitLimited::new(s, Duration::from_secs(5))
             .read(buf)
             .await
             .unwrap()
@@ -313,8 +279,7 @@ mod tests {
     #[test]
     fn a_waiting_reader_is_woken_by_data_and_by_the_end() {
         on_shard(|r| async move {
-            let (mut a, mut b) = pair().await;
-            let mut watched = false;
+            let (mut a, mut b) = pair(&r).await;
             let mut buf = [0u8; 64];
             // Nothing there yet: the read waits (the writer only runs once it does) until the
             // other side writes.
@@ -322,26 +287,24 @@ mod tests {
                 a.write_all(b"hello").await.unwrap();
                 a
             });
-            assert_eq!(read(&r, &mut b, &mut watched, &mut buf).await, 5);
-            assert!(watched);
+            assert_eq!(read(&mut b, &mut buf).await, 5);
             let mut a = writer.await;
             // Data and the end arrive together (loopback delivers them before `close` returns);
             // the short read takes the data, and the end is still seen although no new edge
             // comes after it.
             a.write_all(b"bye").await.unwrap();
             a.close().await.unwrap();
-            assert_eq!(read(&r, &mut b, &mut watched, &mut buf).await, 3);
-            assert_eq!(read(&r, &mut b, &mut watched, &mut buf).await, 0);
+            assert_eq!(read(&mut b, &mut buf).await, 3);
+            assert_eq!(read(&mut b, &mut buf).await, 0);
         });
     }
 
     #[test]
     fn a_wait_has_its_limit() {
         on_shard(|r| async move {
-            let (_a, mut b) = pair().await;
-            let mut watched = false;
+            let (_a, mut b) = pair(&r).await;
             let mut buf = [0u8; 8];
-            let err = ReadyReader::new(&mut b, &r, &mut watched, Some(Duration::from_millis(30)))
+            let err = WaitLimited::new(&mut b, Duration::from_millis(30))
                 .read(&mut buf)
                 .await
                 .unwrap_err();
@@ -354,16 +317,14 @@ mod tests {
         on_shard(|r| async move {
             let mut tasks = Vec::new();
             for i in 0..20u8 {
-                let (mut a, mut b) = pair().await;
-                let r = r.clone();
+                let (mut a, mut b) = pair(&r).await;
                 tasks.push(glommio::spawn_local(async move {
-                    let mut watched = false;
                     for round in 0..50u8 {
                         a.write_all(&[i, round]).await.unwrap();
                         let mut got = [0u8; 2];
                         let mut have = 0;
                         while have < 2 {
-                            have += read(&r, &mut b, &mut watched, &mut got[have..]).await;
+                            have += read(&mut b, &mut got[have..]).await;
                         }
                         assert_eq!(got, [i, round]);
                     }
@@ -372,6 +333,25 @@ mod tests {
             for t in tasks {
                 t.await;
             }
+        });
+    }
+
+    #[test]
+    fn a_descriptor_number_reused_by_a_new_socket_starts_afresh() {
+        on_shard(|r| async move {
+            // A connection is closed with its reader's state in the slot; the next socket gets
+            // the same descriptor number and must not inherit a stale mark or waker.
+            let (a, b) = pair(&r).await;
+            drop((a, b));
+            let (mut c, mut d) = pair(&r).await;
+            let mut buf = [0u8; 4];
+            let reader = glommio::spawn_local(async move {
+                let n = read(&mut d, &mut buf).await;
+                (n, buf)
+            });
+            futures_lite::future::yield_now().await;
+            c.write_all(b"ping").await.unwrap();
+            assert_eq!(reader.await, (4, *b"ping"));
         });
     }
 }

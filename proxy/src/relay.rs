@@ -1,8 +1,8 @@
 //! Relaying a tunnel: both directions at once, half-close passed through, an idle timeout,
 //! and byte counts.
 //!
-//! An idle tunnel holds no buffer. glommio's socket reads are readiness-based and do not keep
-//! the caller's buffer while waiting, so each direction borrows a buffer from the shard's
+//! An idle tunnel holds no buffer. The shard's socket reads are readiness-based (see
+//! `readiness`) and do not keep the caller's buffer while waiting, so each direction borrows a buffer from the shard's
 //! pool only for the poll that reads, and gives it back when the read would block. A buffer
 //! stays with a direction only while its bytes are waiting to be written.
 
@@ -14,8 +14,6 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncRead, AsyncWrite};
-
-use crate::readiness::Readiness;
 
 /// Size of one relay buffer.
 pub const BUF_SIZE: usize = 128 * 1024;
@@ -44,45 +42,6 @@ impl BufPool {
     }
 }
 
-/// How the relay reads one side of a tunnel: TCP through the shard's epoll readiness (see
-/// `readiness`), anything else (TLS) through its own `poll_read`.
-pub trait RelayRead: AsyncRead + Unpin {
-    /// Reads into `buf`; `watched` is this side's record that its socket is in the epoll set.
-    fn poll_relay_read(
-        &mut self,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-        readiness: &Readiness,
-        watched: &mut bool,
-    ) -> Poll<io::Result<usize>> {
-        let _ = (readiness, watched);
-        Pin::new(self).poll_read(cx, buf)
-    }
-
-    /// Called once the tunnel is over.
-    fn relay_done(&self, readiness: &Readiness) {
-        let _ = readiness;
-    }
-}
-
-impl RelayRead for glommio::net::TcpStream {
-    fn poll_relay_read(
-        &mut self,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-        readiness: &Readiness,
-        watched: &mut bool,
-    ) -> Poll<io::Result<usize>> {
-        readiness.poll_read(self, watched, cx, buf)
-    }
-
-    fn relay_done(&self, readiness: &Readiness) {
-        readiness.forget(self);
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> RelayRead for futures_rustls::server::TlsStream<S> {}
-
 /// One direction of a tunnel.
 struct Direction {
     buf: Option<Vec<u8>>,
@@ -91,12 +50,10 @@ struct Direction {
     eof: bool,
     done: bool,
     bytes: u64,
-    /// The reading side's socket is in the shard's epoll set (see `RelayRead`).
-    watched: bool,
 }
 
 impl Direction {
-    fn new(initial: Vec<u8>, watched: bool) -> Self {
+    fn new(initial: Vec<u8>) -> Self {
         let end = initial.len();
         Direction {
             buf: (end > 0).then_some(initial),
@@ -105,17 +62,15 @@ impl Direction {
             eof: false,
             done: false,
             bytes: 0,
-            watched,
         }
     }
 
-    fn poll<R: RelayRead, W: AsyncWrite + Unpin>(
+    fn poll<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         &mut self,
         cx: &mut Context<'_>,
         from: &RefCell<R>,
         to: &RefCell<W>,
         pool: &BufPool,
-        readiness: &Readiness,
         active: &Cell<Instant>,
     ) -> Poll<io::Result<()>> {
         loop {
@@ -163,10 +118,7 @@ impl Direction {
             if buf.len() < BUF_SIZE {
                 buf.resize(BUF_SIZE, 0);
             }
-            match from
-                .borrow_mut()
-                .poll_relay_read(cx, &mut buf, readiness, &mut self.watched)
-            {
+            match Pin::new(&mut *from.borrow_mut()).poll_read(cx, &mut buf) {
                 Poll::Ready(Ok(0)) => {
                     pool.put(buf);
                     self.eof = true;
@@ -215,31 +167,24 @@ struct Relay<'a, C, U> {
     up: Direction,
     down: Direction,
     pool: &'a BufPool,
-    readiness: &'a Readiness,
     active: &'a Cell<Instant>,
 }
 
-impl<C: RelayRead + AsyncWrite, U: RelayRead + AsyncWrite> Future for Relay<'_, C, U> {
+impl<C, U> Future for Relay<'_, C, U>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
     type Output = io::Result<()>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        let up = this.up.poll(
-            cx,
-            this.client,
-            this.upstream,
-            this.pool,
-            this.readiness,
-            this.active,
-        )?;
-        let down = this.down.poll(
-            cx,
-            this.upstream,
-            this.client,
-            this.pool,
-            this.readiness,
-            this.active,
-        )?;
+        let up = this
+            .up
+            .poll(cx, this.client, this.upstream, this.pool, this.active)?;
+        let down = this
+            .down
+            .poll(cx, this.upstream, this.client, this.pool, this.active)?;
         if up.is_ready() && down.is_ready() {
             Poll::Ready(Ok(()))
         } else {
@@ -250,25 +195,26 @@ impl<C: RelayRead + AsyncWrite, U: RelayRead + AsyncWrite> Future for Relay<'_, 
 
 /// Relays until both directions have closed, one fails, or nothing moves for `idle`.
 /// `initial` holds client bytes that arrived with the handshake.
-pub async fn relay<C: RelayRead + AsyncWrite, U: RelayRead + AsyncWrite>(
+pub async fn relay<C, U>(
     client: C,
     upstream: U,
     initial: Vec<u8>,
     idle: Duration,
     pool: &BufPool,
-    readiness: &Readiness,
-    client_watched: bool,
-) -> RelayStats {
+) -> RelayStats
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
     let client = RefCell::new(client);
     let upstream = RefCell::new(upstream);
     let active = Cell::new(Instant::now());
     let mut relay = Relay {
         client: &client,
         upstream: &upstream,
-        up: Direction::new(initial, client_watched),
-        down: Direction::new(Vec::new(), false),
+        up: Direction::new(initial),
+        down: Direction::new(Vec::new()),
         pool,
-        readiness,
         active: &active,
     };
     let watchdog = async {
@@ -290,8 +236,6 @@ pub async fn relay<C: RelayRead + AsyncWrite, U: RelayRead + AsyncWrite>(
         watchdog,
     )
     .await;
-    client.borrow().relay_done(readiness);
-    upstream.borrow().relay_done(readiness);
     let (up, down) = (relay.up.bytes, relay.down.bytes);
     for d in [&mut relay.up, &mut relay.down] {
         if let Some(b) = d.buf.take() {

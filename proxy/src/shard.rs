@@ -182,7 +182,7 @@ pub async fn run(cfg: ShardConfig, ready: std::sync::mpsc::Sender<Result<usize, 
     });
     let mut accepting = Vec::new();
     for (name, addr, protocols, auth) in &cfg.listeners {
-        match Listener::bind(*addr) {
+        match Listener::bind(*addr, &shard.readiness) {
             Ok(listener) => {
                 let spec = Rc::new(ListenerSpec {
                     name: name.as_str().into(),

@@ -1,20 +1,11 @@
-//! The one room for `unsafe`: socket options socket2 has no setter for, handing descriptors to
-//! glommio (whose only way in is `FromRawFd`), a non-blocking `recv` into an initialised
+//! The one room for `unsafe`: socket options socket2 has no setter for, handing the epoll
+//! descriptor to glommio to wait on (its only way in is `FromRawFd`), a non-blocking `recv` into an initialised
 //! buffer (socket2's takes `MaybeUninit`), and epoll. Each call passes a valid descriptor
 //! borrowed from, or owned by, a live object and a correctly sized value or buffer.
 #![allow(unsafe_code)]
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
-
-/// Gives a bound, listening socket to glommio. glommio's own `TcpListener::bind` offers no
-/// way to set options first, nor to reach the descriptor afterwards.
-pub fn glommio_listener(socket: socket2::Socket) -> glommio::net::TcpListener {
-    let fd = socket.into_raw_fd();
-    // SAFETY: `fd` was just released by its only owner, so the listener becomes its sole
-    // owner and closes it once; the caller bound it and made it listen.
-    unsafe { glommio::net::TcpListener::from_raw_fd(fd) }
-}
 
 /// An epoll instance (edge-triggered readiness for many sockets, see `readiness`).
 #[derive(Debug)]

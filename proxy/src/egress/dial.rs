@@ -13,8 +13,8 @@ use egressd_policy::Decision;
 use egressd_policy::egress::{self, Cooldown};
 use egressd_policy::model::{Action, Fallback, Ipv6Select, Pool};
 
-use super::conn::Conn;
 use super::socket::{SocketPools, SourceSpec, is_local_error};
+use crate::conn::Conn;
 use crate::readiness::Readiness;
 use crate::state::Generation;
 

@@ -2,6 +2,5 @@
 //! and dialing a destination according to a policy decision (pool order, cool-down,
 //! fallback, ingress, interface and mark).
 
-pub mod conn;
 pub mod dial;
 pub mod socket;

@@ -18,11 +18,10 @@ use egressd_policy::model::Auth;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::open::{ConnInfo, OpenError, Opened, Target, open};
-use super::{ClientIo, Next, io_outcome, read_more, record_open_error, record_opened};
+use super::{ClientIo, Next, WaitLimited, io_outcome, read_more, record_open_error, record_opened};
 use crate::accesslog::{ConnRecord, rfc3339};
 use crate::auth::AuthOutcome;
 use crate::egress::dial::{DialError, Held, Reuse, ReuseKey};
-use crate::readiness::{Readiness, ReadyReader};
 use crate::shard::{ListenerSpec, Shard};
 use crate::state::GenRef;
 use crate::wire::http::{self as wire, Body, ChunkedScanner, RequestTarget};
@@ -166,7 +165,7 @@ async fn copy_body<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
 
 /// The upstream connection of the last forwarded request.
 struct Upstream {
-    stream: crate::egress::conn::Conn,
+    stream: crate::conn::Conn,
     buf: Vec<u8>,
     /// Where it leaves from and goes to.
     key: ReuseKey,
@@ -193,11 +192,8 @@ impl Upstream {
     }
 
     /// Reads more of the response into `buf`.
-    async fn read_more(&mut self, readiness: &Readiness) -> io::Result<usize> {
-        // An upstream `Conn` is in the epoll set from its connect on.
-        let mut watched = true;
-        let mut reader =
-            ReadyReader::new(&mut self.stream, readiness, &mut watched, Some(self.idle));
+    async fn read_more(&mut self) -> io::Result<usize> {
+        let mut reader = WaitLimited::new(&mut self.stream, self.idle);
         read_more(&mut reader, &mut self.buf, wire::MAX_HEAD + 1).await
     }
 }
@@ -270,14 +266,13 @@ const LINGER_BYTES: usize = 64 * 1024;
 /// a moment, what it goes on sending: closing with its bytes unread would reset the connection
 /// and could destroy the answer before the client reads it (the lingering close of HAProxy
 /// and nginx). Bounded in time and bytes.
-async fn linger<S: ClientIo>(client: &mut S, readiness: &Readiness, watched: &mut bool) {
+async fn linger<S: ClientIo>(client: &mut S) {
     let _ = client.close().await;
     let until = Instant::now() + LINGER_FOR;
     let mut sink = [0u8; 4096];
     let mut left = LINGER_BYTES;
     while left > 0 {
-        let mut reader = ReadyReader::new(&mut *client, readiness, &mut *watched, None);
-        match super::before(until, reader.read(&mut sink)).await {
+        match super::before(until, client.read(&mut sink)).await {
             Ok(n) if n > 0 => left = left.saturating_sub(n),
             _ => return,
         }
@@ -300,7 +295,6 @@ enum HeadEnd {
 #[allow(clippy::too_many_arguments)]
 async fn read_head<S: ClientIo>(
     client: &mut S,
-    watched: &mut bool,
     buf: &mut Vec<u8>,
     deadline: &mut Option<Instant>,
     shard: &Shard,
@@ -337,21 +331,19 @@ async fn read_head<S: ClientIo>(
             // Between requests: wait for the next one's first byte.
             let keepalive = generation.policy().settings.keepalive_timeout;
             let wait = Instant::now() + keepalive;
-            let mut reader = ReadyReader::new(&mut *client, &shard.readiness, watched, None);
-            match super::before(wait, read_more(&mut reader, buf, wire::MAX_HEAD + 1)).await {
+            match super::before(wait, read_more(client, buf, wire::MAX_HEAD + 1)).await {
                 Ok(n) if n > 0 => continue,
                 _ => return Err(HeadEnd::Quiet),
             }
         };
-        let mut reader = ReadyReader::new(&mut *client, &shard.readiness, watched, None);
-        match super::before(due, read_more(&mut reader, buf, wire::MAX_HEAD + 1)).await {
+        match super::before(due, read_more(client, buf, wire::MAX_HEAD + 1)).await {
             Ok(n) if n > 0 => {}
             Ok(_) if buf.is_empty() => return Err(HeadEnd::Done("closed_before_request")),
             Ok(_) => return Err(HeadEnd::Done("client_error")),
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                 if !buf.is_empty() {
                     answer(client, rec, 408, &[]).await;
-                    linger(client, &shard.readiness, watched).await;
+                    linger(client).await;
                 }
                 return Err(HeadEnd::Done("handshake_timeout"));
             }
@@ -370,7 +362,6 @@ pub async fn serve<S: ClientIo>(
     rec: &mut ConnRecord,
     cert: Option<crate::tls::CertIdentity>,
     deadline: Instant,
-    mut client_watched: bool,
 ) -> Next<S> {
     // Each request takes the generation current when it starts, and is authenticated and
     // decided on its own: nothing of an earlier request's identity or decision carries over.
@@ -383,7 +374,6 @@ pub async fn serve<S: ClientIo>(
     loop {
         let head = match read_head(
             &mut client,
-            &mut client_watched,
             &mut buf,
             &mut head_deadline,
             shard,
@@ -505,12 +495,10 @@ pub async fn serve<S: ClientIo>(
             if client.write_all(&out).await.is_err() {
                 return Next::Done("client_error");
             }
-            let _ = client.tcp().set_read_timeout(None);
             return Next::Tunnel {
                 client,
                 upstream: opened.dialed.stream,
                 pending: buf,
-                client_watched,
             };
         }
 
@@ -560,22 +548,13 @@ pub async fn serve<S: ClientIo>(
             answer(&mut client, rec, 502, &[]).await;
             return Next::Done("upstream_error");
         }
-        let mut from_client = ReadyReader::new(
-            &mut client,
-            &shard.readiness,
-            &mut client_watched,
-            Some(idle),
-        );
+        let mut from_client = WaitLimited::new(&mut client, idle);
         match copy_body(body, &mut from_client, &mut buf, &mut up.stream).await {
             Ok(n) => rec.bytes_up += n + out.len() as u64,
             Err(_) => return Next::Done("client_error"),
         }
         if retry_on_silence {
-            let first = if sent {
-                up.read_more(&shard.readiness).await
-            } else {
-                Ok(0)
-            };
+            let first = if sent { up.read_more().await } else { Ok(0) };
             match first {
                 Ok(n) if n > 0 => {}
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {
@@ -619,7 +598,7 @@ pub async fn serve<S: ClientIo>(
                         answer(&mut client, rec, 502, &[]).await;
                         return Next::Done("upstream_error");
                     }
-                    Parsed::NeedMore => match up.read_more(&shard.readiness).await {
+                    Parsed::NeedMore => match up.read_more().await {
                         Ok(n) if n > 0 => {}
                         Ok(_) => {
                             answer(&mut client, rec, 502, &[]).await;
@@ -665,13 +644,7 @@ pub async fn serve<S: ClientIo>(
             return Next::Done("client_error");
         }
         rec.bytes_down += out.len() as u64;
-        let mut watched = true;
-        let mut from_upstream = ReadyReader::new(
-            &mut up.stream,
-            &shard.readiness,
-            &mut watched,
-            Some(up.idle),
-        );
+        let mut from_upstream = WaitLimited::new(&mut up.stream, up.idle);
         match copy_body(body, &mut from_upstream, &mut up.buf, &mut client).await {
             Ok(n) => rec.bytes_down += n,
             Err(_) => return Next::Done("upstream_error"),

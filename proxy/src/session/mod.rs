@@ -13,17 +13,18 @@ pub mod socks5;
 
 use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::rc::Rc;
-use std::time::{Instant, SystemTime};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
 
 use egressd_policy::model::{Action, ListenerProtocol};
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite};
-use glommio::net::TcpStream;
 
 use crate::accesslog::{ConnRecord, rfc3339};
+use crate::conn::Conn;
 use crate::egress::dial::DialError;
 use crate::listen::Accepted;
-use crate::readiness::ReadyReader;
 use crate::relay::{RelayEnd, relay};
 use crate::shard::{ListenerSpec, Shard};
 use crate::state::GenRef;
@@ -66,6 +67,54 @@ pub async fn before<T>(
         ))
     })
     .await
+}
+
+/// A reader whose every wait for bytes is limited (an idle timeout between reads, as opposed
+/// to `before`'s deadline for a whole exchange).
+pub struct WaitLimited<'a, S> {
+    stream: &'a mut S,
+    limit: Duration,
+    timer: Option<glommio::timer::Timer>,
+}
+
+impl<'a, S> WaitLimited<'a, S> {
+    pub fn new(stream: &'a mut S, limit: Duration) -> Self {
+        WaitLimited {
+            stream,
+            limit,
+            timer: None,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WaitLimited<'_, S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut *this.stream).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                this.timer = None;
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                let limit = this.limit;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| glommio::timer::Timer::new(limit));
+                if Pin::new(timer).poll(cx).is_ready() {
+                    this.timer = None;
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "nothing to read for the idle timeout",
+                    )));
+                }
+                Poll::Pending
+            }
+        }
+    }
 }
 
 /// The access-log outcome for an I/O error during a handshake.
@@ -132,19 +181,19 @@ pub fn record_open_error(rec: &mut ConnRecord, generation: &GenRef, e: &OpenErro
 }
 
 /// What a client connection is carried over: plain TCP, or TLS on TCP.
-pub trait ClientIo: crate::relay::RelayRead + AsyncWrite {
-    /// The TCP connection underneath (for timeouts and addresses).
-    fn tcp(&self) -> &TcpStream;
+pub trait ClientIo: AsyncRead + AsyncWrite + Unpin {
+    /// The TCP connection underneath (for its addresses).
+    fn tcp(&self) -> &Conn;
 }
 
-impl ClientIo for TcpStream {
-    fn tcp(&self) -> &TcpStream {
+impl ClientIo for Conn {
+    fn tcp(&self) -> &Conn {
         self
     }
 }
 
-impl ClientIo for futures_rustls::server::TlsStream<TcpStream> {
-    fn tcp(&self) -> &TcpStream {
+impl ClientIo for futures_rustls::server::TlsStream<Conn> {
+    fn tcp(&self) -> &Conn {
         self.get_ref().0
     }
 }
@@ -152,7 +201,7 @@ impl ClientIo for futures_rustls::server::TlsStream<TcpStream> {
 /// Where a session's handshake left the connection. Returned once per connection, so the
 /// size difference between the variants costs nothing worth a box.
 #[allow(clippy::large_enum_variant)]
-pub enum Next<S = TcpStream> {
+pub enum Next<S = Conn> {
     /// Finished (or failed) with this access-log outcome.
     Done(&'static str),
     /// Finished, and every request of the connection has its access-log line already.
@@ -162,10 +211,8 @@ pub enum Next<S = TcpStream> {
     /// the relay's.
     Tunnel {
         client: S,
-        upstream: crate::egress::conn::Conn,
+        upstream: Conn,
         pending: Vec<u8>,
-        /// The client's socket is in the shard's epoll set already.
-        client_watched: bool,
     },
 }
 
@@ -183,19 +230,9 @@ async fn finish<S: ClientIo>(
             client,
             upstream,
             pending,
-            client_watched,
         } => {
             let idle = generation.policy().settings.idle_timeout;
-            let stats = relay(
-                client,
-                upstream,
-                pending,
-                idle,
-                &shard.bufs,
-                &shard.readiness,
-                client_watched,
-            )
-            .await;
+            let stats = relay(client, upstream, pending, idle, &shard.bufs).await;
             rec.bytes_up += stats.up;
             rec.bytes_down += stats.down;
             match stats.end {
@@ -213,7 +250,7 @@ async fn serve_tls(
     shard: &Rc<Shard>,
     generation: &GenRef,
     listener: &ListenerSpec,
-    stream: TcpStream,
+    stream: Conn,
     rec: &mut ConnRecord,
     deadline: Instant,
 ) -> Option<&'static str> {
@@ -254,7 +291,6 @@ async fn serve_tls(
         rec,
         cert,
         deadline,
-        false,
     ))
     .await;
     finish(next, shard, generation, rec).await
@@ -286,11 +322,7 @@ pub async fn handle(shard: Rc<Shard>, accepted: Accepted, listener: Rc<ListenerS
         .await
     } else {
         let mut buf = Vec::with_capacity(512);
-        let mut watched = false;
-        let first = async {
-            let mut reader = ReadyReader::new(&mut stream, &shard.readiness, &mut watched, None);
-            read_more(&mut reader, &mut buf, MAX_HANDSHAKE).await
-        };
+        let first = read_more(&mut stream, &mut buf, MAX_HANDSHAKE);
         match before(deadline, first).await {
             Ok(0) => Some("closed_before_request"),
             Err(e) => Some(io_outcome(&e)),
@@ -301,7 +333,7 @@ pub async fn handle(shard: Rc<Shard>, accepted: Accepted, listener: Rc<ListenerS
                 if buf[0] == crate::wire::socks5::VERSION && allows(ListenerProtocol::Socks5) {
                     rec.protocol = "socks5";
                     let next = Box::pin(socks5::serve(
-                        &shard, &listener, stream, buf, &mut rec, deadline, watched,
+                        &shard, &listener, stream, buf, &mut rec, deadline,
                     ))
                     .await;
                     finish(next, &shard, &generation, &mut rec).await
@@ -316,7 +348,6 @@ pub async fn handle(shard: Rc<Shard>, accepted: Accepted, listener: Rc<ListenerS
                         &mut rec,
                         None,
                         deadline,
-                        watched,
                     ))
                     .await;
                     finish(next, &shard, &generation, &mut rec).await

@@ -8,14 +8,13 @@ use std::time::{Duration, Instant};
 
 use egressd_policy::model::Auth;
 use futures_lite::AsyncWriteExt;
-use glommio::net::TcpStream;
 
 use super::open::{ConnInfo, OpenError, Target, open};
 use super::{Next, before, io_outcome, read_more, record_open_error, record_opened};
 use crate::accesslog::ConnRecord;
 use crate::auth::AuthOutcome;
+use crate::conn::Conn;
 use crate::egress::dial::{DialError, Reuse};
-use crate::readiness::{Readiness, ReadyReader};
 use crate::shard::{ListenerSpec, Shard};
 use crate::wire::socks5::{self as wire, Command, Parsed, Reply};
 
@@ -31,7 +30,7 @@ const BUSY_GRACE: Duration = Duration::from_secs(1);
 
 /// Reads until `parse` has a whole message, by `deadline`; `Err(outcome)` ends the session.
 async fn next<T>(
-    (stream, readiness, watched): (&mut TcpStream, &Readiness, &mut bool),
+    stream: &mut Conn,
     buf: &mut Vec<u8>,
     deadline: Instant,
     parse: impl Fn(&[u8]) -> Parsed<T, wire::Socks5Error>,
@@ -43,12 +42,7 @@ async fn next<T>(
                 return Ok(value);
             }
             Parsed::Invalid(e) => return Err(Ok(e)),
-            Parsed::NeedMore => match before(deadline, async {
-                let mut reader = ReadyReader::new(&mut *stream, readiness, &mut *watched, None);
-                read_more(&mut reader, buf, MAX_MESSAGE).await
-            })
-            .await
-            {
+            Parsed::NeedMore => match before(deadline, read_more(stream, buf, MAX_MESSAGE)).await {
                 Ok(0) => return Err(Err("closed_before_request")),
                 Ok(_) => {}
                 Err(e) => return Err(Err(io_outcome(&e))),
@@ -57,18 +51,14 @@ async fn next<T>(
     }
 }
 
-async fn reply(stream: &mut TcpStream, code: Reply, bound: SocketAddr) {
+async fn reply(stream: &mut Conn, code: Reply, bound: SocketAddr) {
     let mut out = Vec::with_capacity(22);
     wire::encode_reply(code, bound, &mut out);
     let _ = stream.write_all(&out).await;
 }
 
 /// Answers a malformed message: its reply code if it has one, then close.
-async fn refuse(
-    stream: &mut TcpStream,
-    e: wire::Socks5Error,
-    rec: &mut ConnRecord,
-) -> &'static str {
+async fn refuse(stream: &mut Conn, e: wire::Socks5Error, rec: &mut ConnRecord) -> &'static str {
     rec.error = Some(e.message.to_string());
     if let Some(code) = e.reply {
         reply(stream, code, UNSPECIFIED).await;
@@ -82,20 +72,12 @@ async fn refuse(
 pub async fn serve(
     shard: &Rc<Shard>,
     listener: &ListenerSpec,
-    mut stream: TcpStream,
+    mut stream: Conn,
     mut buf: Vec<u8>,
     rec: &mut ConnRecord,
     deadline: Instant,
-    mut watched: bool,
 ) -> Next {
-    let greeting = match next(
-        (&mut stream, &shard.readiness, &mut watched),
-        &mut buf,
-        deadline,
-        wire::parse_greeting,
-    )
-    .await
-    {
+    let greeting = match next(&mut stream, &mut buf, deadline, wire::parse_greeting).await {
         Ok(g) => g,
         Err(Ok(e)) => return Next::Done(refuse(&mut stream, e, rec).await),
         Err(Err(outcome)) => return Next::Done(outcome),
@@ -128,14 +110,7 @@ pub async fn serve(
     }
     let mut user = String::new();
     if method == wire::METHOD_USERPASS {
-        let creds = match next(
-            (&mut stream, &shard.readiness, &mut watched),
-            &mut buf,
-            deadline,
-            wire::parse_userpass,
-        )
-        .await
-        {
+        let creds = match next(&mut stream, &mut buf, deadline, wire::parse_userpass).await {
             Ok(c) => c,
             Err(Ok(e)) => return Next::Done(refuse(&mut stream, e, rec).await),
             Err(Err(outcome)) => return Next::Done(outcome),
@@ -165,14 +140,9 @@ pub async fn serve(
                 // Nothing is dialled: the password was never accepted.
                 let _ = stream.write_all(&wire::encode_userpass_status(true)).await;
                 let grace = Instant::now() + BUSY_GRACE;
-                if next(
-                    (&mut stream, &shard.readiness, &mut watched),
-                    &mut buf,
-                    grace,
-                    wire::parse_request,
-                )
-                .await
-                .is_ok()
+                if next(&mut stream, &mut buf, grace, wire::parse_request)
+                    .await
+                    .is_ok()
                 {
                     reply(&mut stream, Reply::GeneralFailure, UNSPECIFIED).await;
                 }
@@ -183,14 +153,7 @@ pub async fn serve(
         let _ = stream.write_all(&wire::encode_userpass_status(true)).await;
         user = creds.username;
     }
-    let request = match next(
-        (&mut stream, &shard.readiness, &mut watched),
-        &mut buf,
-        deadline,
-        wire::parse_request,
-    )
-    .await
-    {
+    let request = match next(&mut stream, &mut buf, deadline, wire::parse_request).await {
         Ok(r) => r,
         Err(Ok(e)) => return Next::Done(refuse(&mut stream, e, rec).await),
         Err(Err(outcome)) => return Next::Done(outcome),
@@ -240,7 +203,6 @@ pub async fn serve(
         client: stream,
         upstream: opened.dialed.stream,
         pending: buf,
-        client_watched: watched,
     }
 }
 

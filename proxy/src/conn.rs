@@ -1,7 +1,9 @@
-//! An upstream TCP connection driven wholly through the shard's epoll readiness: connected,
-//! read and written with non-blocking calls, waiting only on the shard's poller. A glommio
-//! stream arms a poll of its own when it is made, and waits for a connect with another; each
-//! completes on the CPU that delivered the packet and interrupts the shard (see `readiness`).
+//! A TCP connection driven wholly through the shard's epoll readiness: accepted from a
+//! listener or connected upstream, read and written with non-blocking calls, waiting only on
+//! the shard's poller. A glommio stream arms an io_uring poll of its own when it is made, and
+//! waits for an accept or a connect with another; each completes on the CPU that delivered
+//! the packet and interrupts the shard (see `readiness`). Clients and upstreams are both
+//! `Conn`s, so a connection's whole life costs no io_uring completion at all.
 
 use std::io;
 use std::net::SocketAddr;
@@ -15,7 +17,6 @@ use futures_lite::{AsyncRead, AsyncWrite};
 use socket2::{SockAddr, Socket};
 
 use crate::readiness::Readiness;
-use crate::relay::RelayRead;
 use crate::sockopt::send_now;
 
 #[derive(Debug)]
@@ -27,6 +28,17 @@ pub struct Conn {
 }
 
 impl Conn {
+    /// A connection taken from a listener (non-blocking already: `accept4` made it so).
+    pub fn accepted(socket: Socket, readiness: &Rc<Readiness>) -> io::Result<Conn> {
+        let conn = Conn {
+            socket,
+            readiness: readiness.clone(),
+            output: false,
+        };
+        readiness.watch(&conn, false)?;
+        Ok(conn)
+    }
+
     /// Connects a prepared (non-blocking) socket to `dst` within `timeout`.
     pub async fn connect(
         socket: Socket,
@@ -79,7 +91,7 @@ impl Conn {
         Ok(conn)
     }
 
-    /// The local address: the egress address and port actually used.
+    /// The local address: for an upstream, the egress address and port actually used.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.socket
             .local_addr()?
@@ -107,19 +119,7 @@ impl AsyncRead for Conn {
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        this.readiness.poll_read(&this.socket, &mut true, cx, buf)
-    }
-}
-
-impl RelayRead for Conn {
-    fn poll_relay_read(
-        &mut self,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-        _readiness: &Readiness,
-        _watched: &mut bool,
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(self).poll_read(cx, buf)
+        this.readiness.poll_read(&this.socket, cx, buf)
     }
 }
 
