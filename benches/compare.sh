@@ -676,4 +676,6 @@ stop_proxy
 log "report"
 python3 benches/report.py "$OUT" "bash benches/compare.sh" > "$WORK/section.md"
 write_section compare "$WORK/section.md"
+python3 benches/report.py "$OUT" "bash benches/compare.sh" perconn > "$WORK/perconn.md"
+write_section perconn "$WORK/perconn.md"
 log "done: benches/RESULTS.md"

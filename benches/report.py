@@ -207,15 +207,16 @@ def phase(r, which, key):
     return us(p[key]) if p else "-"
 
 
+# The per-message and per-connection rows have a section of their own (`perconn`): a full run
+# writes both sections from the same files.
 if only_perconn:
     lines.clear()
-if any(load(k + "-rrsat") for _, k in PERCONN):
-    if only_perconn:
-        add("## Per-message and per-connection cost, every peer (issue 10)")
-        add("")
-        add(f"Command: `{command}`. Machine: {os.cpu_count()} vCPU {cpu}, Linux {platform.release()}; "
-            f"egressd {versions['egressd']}. Proxy pinned to CPU 0, load generator and sinks to CPU 1.")
-        add("")
+    add("## Per-message and per-connection cost, every peer (issue 10)")
+    add("")
+    add(f"Command: `{command}`. Machine: {os.cpu_count()} vCPU {cpu}, Linux {platform.release()}; "
+        f"egressd {versions['egressd']}. Proxy pinned to CPU 0, load generator and sinks to CPU 1.")
+    add("")
+if only_perconn and any(load(k + "-rrsat") for _, k in PERCONN):
     add("### rr at saturation: 100-byte request and response on 20 kept-open tunnels, closed loop")
     add("")
     add("Proxy CPU per request from `--proxy-pid` (the proxy's threads, over the measurement).")
@@ -249,7 +250,7 @@ if any(load(k + "-rrsat") for _, k in PERCONN):
 WRK = [("direct (no proxy)", "direct"), ("egressd SOCKS5", "egressd-socks5"), ("egressd HTTP forward", "egressd-http"),
        ("compio ceiling SOCKS5", "ceiling"), ("Dante SOCKS5", "dante"), ("microsocks SOCKS5", "microsocks"),
        ("Squid HTTP forward", "squid-http"), ("HAProxy TCP relay", "haproxy")]
-if any(load(f"wrk-{k}-keepalive") for _, k in WRK):
+if only_perconn and any(load(f"wrk-{k}-keepalive") for _, k in WRK):
     add("### wrk against nginx: keep-alive and one connection per request")
     add("")
     add("wrk (one thread, 20 connections, best of two) and nginx (one worker, a 98-byte body) on CPU 1, "
