@@ -7,6 +7,7 @@
 #
 #   bash benches/ab.sh OLD_BINARY NEW_BINARY [PROTO [WORKLOAD [ROUNDS [LOADGEN ARGS...]]]]
 #   PROTO: socks5 (default) | http-connect | http-forward; WORKLOAD: rr (default) | serial | churn
+#   | bulk (uploads to a discard sink; add e.g. --streams 1; reports Gbit/s)
 #   CONNECTIONS=N in the environment: tunnels or workers (default 20)
 #
 # Traffic stays on 127.0.0.1. Needs two CPUs and the release build of egressd-loadgen.
@@ -46,6 +47,7 @@ CONF
 
 mode=echo
 [ "$PROTO" = http-forward ] && mode=http
+[ "$WORKLOAD" = bulk ] && mode=discard
 taskset -c 0 "$LOADGEN" sink --listen 127.0.0.1:0 --mode "$mode" --response-size 100 >"$WORK/sink.out" &
 PIDS+=($!)
 until grep -q listening "$WORK/sink.out" 2>/dev/null; do sleep 0.05; done
@@ -76,6 +78,11 @@ r = json.load(open(sys.argv[1]))
 n = r["completed"] or 1
 ipi = (int(sys.argv[3]) - int(sys.argv[2])) / n
 l = r["latency_us"]
+if r["workload"] == "bulk":
+    cpu = r.get("proxy_cpu_s") or 0
+    print(f"{sys.argv[4]:>3}  {r['gbit_per_s']:6.2f} Gbit/s  proxy CPU {cpu / r['duration_s']:4.0%}"
+          f"  {cpu * 1e3 / max(r['bytes'] / 2**30, 1e-9):6.1f} ms CPU per GiB")
+    sys.exit(0)
 print(f"{sys.argv[4]:>3}  {r['requests_per_s']:9.0f} req/s  {r.get('proxy_cpu_us_per_request') or 0:6.1f} us CPU/req"
       f"  p50 {l['p50']:7.1f} us  p99 {l['p99']:7.1f} us  {ipi:5.2f} IPIs/req")
 PY

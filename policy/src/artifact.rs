@@ -11,7 +11,7 @@ use crate::model::Policy;
 
 pub const MAGIC: &[u8; 8] = b"EGRESSD\0";
 /// Bumped whenever the serialized model changes shape.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 const HEADER: usize = 8 + 4 + 8 + 32;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

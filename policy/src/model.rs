@@ -43,6 +43,10 @@ pub struct ProxySettings {
     /// `max_connections` by `per_client_limit`).
     pub max_connections_per_client: Option<u64>,
     pub deny_destinations: Vec<IpNet>,
+    /// Tunnels that carry bulk data move it with splice(2) through a pipe instead of copying
+    /// it through user space: less CPU per byte, but on loopback no more throughput (and less
+    /// with several streams; benches/RESULTS.md), hence off by default.
+    pub splice: bool,
 }
 
 impl ProxySettings {
@@ -86,6 +90,7 @@ impl Default for ProxySettings {
             max_connections: 100_000,
             max_connections_per_client: None,
             deny_destinations: Self::default_deny(),
+            splice: false,
         }
     }
 }

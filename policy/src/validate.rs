@@ -223,6 +223,9 @@ impl Validator<'_> {
                 }
             }
         }
+        if let Some(x) = &p.splice {
+            s.splice = x.value;
+        }
         if let Some(m) = &p.max_connections {
             if m.value == 0 {
                 self.diags

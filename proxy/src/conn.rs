@@ -17,7 +17,7 @@ use futures_lite::{AsyncRead, AsyncWrite};
 use socket2::{SockAddr, Socket};
 
 use crate::readiness::Readiness;
-use crate::sockopt::send_now;
+use crate::sockopt::{Pipe, send_now, splice_in, splice_out};
 
 #[derive(Debug)]
 pub struct Conn {
@@ -97,6 +97,41 @@ impl Conn {
             .local_addr()?
             .as_socket()
             .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidData))
+    }
+}
+
+impl Conn {
+    /// Moves what the socket holds into the empty `pipe`, or registers `cx`'s waker to be
+    /// woken when it has more. `Ok(0)`: the peer closed.
+    pub fn poll_splice_in(&self, cx: &mut Context<'_>, pipe: &Pipe) -> Poll<io::Result<usize>> {
+        // A short splice does not tell that the socket is empty (the pipe can run out of
+        // slots before bytes), so only a splice that found nothing clears the mark (want 0).
+        self.readiness.poll_take(&self.socket, cx, 0, || {
+            splice_in(&self.socket, pipe, pipe.capacity)
+        })
+    }
+
+    /// Moves up to `len` bytes from `pipe` into the socket, waiting for room like a write.
+    pub fn poll_splice_out(
+        &mut self,
+        cx: &mut Context<'_>,
+        pipe: &Pipe,
+        len: usize,
+    ) -> Poll<io::Result<usize>> {
+        if let Some(r) = splice_out(pipe, &self.socket, len) {
+            return Poll::Ready(r);
+        }
+        if !self.output {
+            if let Err(e) = self.readiness.set_output(&self.socket, true) {
+                return Poll::Ready(Err(e));
+            }
+            self.output = true;
+            if let Some(r) = splice_out(pipe, &self.socket, len) {
+                return Poll::Ready(r);
+            }
+        }
+        let _ = self.readiness.wait_writable(&self.socket, cx);
+        Poll::Pending
     }
 }
 

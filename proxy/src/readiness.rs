@@ -68,15 +68,29 @@ impl Readiness {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
+        let want = buf.len();
+        self.poll_take(stream, cx, want, || recv_now(stream, buf))
+    }
+
+    /// Takes what `stream` (watched) holds with `take` (a non-blocking read of at most `want`
+    /// bytes: `None` when there was nothing), or registers `cx`'s waker to be woken when it has
+    /// more.
+    pub fn poll_take(
+        &self,
+        stream: &impl AsRawFd,
+        cx: &mut Context<'_>,
+        want: usize,
+        take: impl FnOnce() -> Option<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
         let mut slots = self.slots.borrow_mut();
         let Some(slot) = slot_mut(&mut slots, stream) else {
             return Poll::Ready(Err(io::ErrorKind::InvalidInput.into()));
         };
         if slot.maybe_ready {
-            match recv_now(stream, buf) {
+            match take() {
                 Some(Ok(n)) => {
                     // A short read took everything there was; an edge will say when more comes.
-                    if n < buf.len() && !slot.ended {
+                    if n < want && !slot.ended {
                         slot.maybe_ready = false;
                     }
                     return Poll::Ready(Ok(n));
@@ -104,7 +118,7 @@ impl Readiness {
             return Poll::Ready(Err(io::ErrorKind::InvalidInput.into()));
         };
         if slot.maybe_ready {
-            match listener.accept() {
+            match crate::sockopt::accept_nonblocking(listener) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => slot.maybe_ready = false,
                 other => return Poll::Ready(other),
             }

@@ -1,6 +1,6 @@
 //! The one room for `unsafe`: socket options socket2 has no setter for, handing the epoll
-//! descriptor to glommio to wait on (its only way in is `FromRawFd`), a non-blocking `recv` into an initialised
-//! buffer (socket2's takes `MaybeUninit`), and epoll. Each call passes a valid descriptor
+//! descriptor to glommio to wait on (its only way in is `FromRawFd`), a non-blocking `recv`
+//! into an initialised buffer (socket2's takes `MaybeUninit`), epoll, pipes and splice(2). Each call passes a valid descriptor
 //! borrowed from, or owned by, a live object and a correctly sized value or buffer.
 #![allow(unsafe_code)]
 
@@ -145,6 +145,107 @@ pub fn send_now(socket: &impl AsRawFd, buf: &[u8]) -> Option<io::Result<usize>> 
     }
 }
 
+/// Takes a queued connection from a non-blocking listener as a non-blocking socket (one
+/// `accept4`, which also gives the peer's address). A blocking socket would block the shard in
+/// a splice(2) from it, which follows the socket's own flag.
+pub fn accept_nonblocking(
+    listener: &impl AsRawFd,
+) -> io::Result<(socket2::Socket, socket2::SockAddr)> {
+    // SAFETY: `init` hands accept4 a zeroed sockaddr_storage and its length, which the kernel
+    // fills and updates; the descriptor is the live listener's.
+    let (fd, peer) = unsafe {
+        socket2::SockAddr::init(|storage, len| {
+            let fd = libc::accept4(
+                listener.as_raw_fd(),
+                storage.cast(),
+                len,
+                libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            );
+            if fd < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(fd)
+            }
+        })
+    }?;
+    // SAFETY: accept4 succeeded, so `fd` is a new descriptor owned by no one else.
+    Ok((unsafe { socket2::Socket::from_raw_fd(fd) }, peer))
+}
+
+/// A non-blocking pipe, the kernel-side buffer of a spliced tunnel direction.
+#[derive(Debug)]
+pub struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+    /// What it holds at most.
+    pub capacity: usize,
+}
+
+impl Pipe {
+    /// A new pipe holding up to `size` bytes (rounded by the kernel; its default when the
+    /// request is refused).
+    pub fn new(size: usize) -> io::Result<Pipe> {
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: `fds` is a valid array of two c_ints for the kernel to fill.
+        let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: pipe2 succeeded, so both descriptors are open and owned by no one else.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let size = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
+        // SAFETY: F_SETPIPE_SZ takes an int argument; the descriptor is the live pipe's. A
+        // refusal (above /proc/sys/fs/pipe-max-size) leaves the default size.
+        let _ = unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, size) };
+        // SAFETY: F_GETPIPE_SZ takes no argument; the descriptor is the live pipe's.
+        let capacity = unsafe { libc::fcntl(write.as_raw_fd(), libc::F_GETPIPE_SZ) };
+        let capacity = usize::try_from(capacity).map_err(|_| io::Error::last_os_error())?;
+        Ok(Pipe {
+            read,
+            write,
+            capacity,
+        })
+    }
+}
+
+/// Moves up to `len` bytes from `socket` into `pipe` without copying them to user space, and
+/// without waiting: `None` when the socket has nothing (or the pipe no room). `Some(Ok(0))`:
+/// the peer closed.
+pub fn splice_in(socket: &impl AsRawFd, pipe: &Pipe, len: usize) -> Option<io::Result<usize>> {
+    splice(socket.as_raw_fd(), pipe.write.as_raw_fd(), len)
+}
+
+/// Moves up to `len` bytes from `pipe` into `socket`, without waiting: `None` when the socket's
+/// buffer is full.
+pub fn splice_out(pipe: &Pipe, socket: &impl AsRawFd, len: usize) -> Option<io::Result<usize>> {
+    splice(pipe.read.as_raw_fd(), socket.as_raw_fd(), len)
+}
+
+fn splice(from: RawFd, to: RawFd, len: usize) -> Option<io::Result<usize>> {
+    // SAFETY: both descriptors belong to live objects borrowed for the duration of the call;
+    // null offsets mean "the descriptors' own positions", as sockets and pipes require.
+    let rc = unsafe {
+        libc::splice(
+            from,
+            std::ptr::null_mut(),
+            to,
+            std::ptr::null_mut(),
+            len,
+            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+        )
+    };
+    match usize::try_from(rc) {
+        Ok(n) => Some(Ok(n)),
+        Err(_) => {
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => None,
+                _ => Some(Err(e)),
+            }
+        }
+    }
+}
+
 /// IP_BIND_ADDRESS_NO_PORT: bind the source address now but pick the port at connect time,
 /// so pre-bound sockets do not each reserve one of the address's ephemeral ports.
 pub fn set_bind_address_no_port(socket: &impl AsRawFd, on: bool) -> io::Result<()> {
@@ -170,6 +271,23 @@ pub fn set_bind_address_no_port(socket: &impl AsRawFd, on: bool) -> io::Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accepted_sockets_are_non_blocking_and_know_their_peer() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (socket, peer) = accept_nonblocking(&listener).unwrap();
+        assert_eq!(peer.as_socket(), Some(client.local_addr().unwrap()));
+        // SAFETY: F_GETFL takes no argument; the descriptor is the live socket's.
+        let flags = unsafe { libc::fcntl(socket.as_raw_fd(), libc::F_GETFL) };
+        assert!(
+            flags & libc::O_NONBLOCK != 0,
+            "a splice from it must not block"
+        );
+        listener.set_nonblocking(true).unwrap();
+        let none = accept_nonblocking(&listener).unwrap_err();
+        assert_eq!(none.kind(), io::ErrorKind::WouldBlock);
+    }
 
     #[test]
     fn option_reads_back() {

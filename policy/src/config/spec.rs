@@ -70,6 +70,7 @@ pub struct ProxySpec {
     pub max_connections: Option<Located<u64>>,
     pub max_connections_per_client: Option<Located<u64>>,
     pub deny_destinations: Option<Located<Vec<Located<IpNet>>>>,
+    pub splice: Option<Located<bool>>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -293,6 +294,7 @@ fn read_proxy(v: &Value<'_>, r: &mut Reader<'_>) -> Option<ProxySpec> {
         max_connections: t.get(r, "max_connections"),
         max_connections_per_client: t.get(r, "max_connections_per_client"),
         deny_destinations: t.get(r, "deny_destinations"),
+        splice: t.get(r, "splice"),
     };
     t.finish(r);
     Some(spec)

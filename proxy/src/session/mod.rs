@@ -181,7 +181,7 @@ pub fn record_open_error(rec: &mut ConnRecord, generation: &GenRef, e: &OpenErro
 }
 
 /// What a client connection is carried over: plain TCP, or TLS on TCP.
-pub trait ClientIo: AsyncRead + AsyncWrite + Unpin {
+pub trait ClientIo: AsyncRead + AsyncWrite + crate::relay::Splice + Unpin {
     /// The TCP connection underneath (for its addresses).
     fn tcp(&self) -> &Conn;
 }
@@ -231,8 +231,16 @@ async fn finish<S: ClientIo>(
             upstream,
             pending,
         } => {
-            let idle = generation.policy().settings.idle_timeout;
-            let stats = relay(client, upstream, pending, idle, &shard.bufs).await;
+            let settings = &generation.policy().settings;
+            let stats = relay(
+                client,
+                upstream,
+                pending,
+                settings.idle_timeout,
+                &shard.bufs,
+                settings.splice,
+            )
+            .await;
             rec.bytes_up += stats.up;
             rec.bytes_down += stats.down;
             match stats.end {
