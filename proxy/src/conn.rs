@@ -118,19 +118,33 @@ impl Conn {
         pipe: &Pipe,
         len: usize,
     ) -> Poll<io::Result<usize>> {
-        if let Some(r) = splice_out(pipe, &self.socket, len) {
+        self.poll_give(cx, |socket| splice_out(pipe, socket, len))
+    }
+
+    /// Gives bytes to the socket with `give` (non-blocking: `None` when its buffer is full),
+    /// or registers `cx`'s waker to be woken when it has room.
+    fn poll_give(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut give: impl FnMut(&Socket) -> Option<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        if let Some(r) = give(&self.socket) {
             return Poll::Ready(r);
         }
         if !self.output {
+            // Full: have room reported from now on (adding the interest reports the current
+            // state, so room that came meanwhile is not missed), and try once more.
             if let Err(e) = self.readiness.set_output(&self.socket, true) {
                 return Poll::Ready(Err(e));
             }
             self.output = true;
-            if let Some(r) = splice_out(pipe, &self.socket, len) {
+            if let Some(r) = give(&self.socket) {
                 return Poll::Ready(r);
             }
         }
         let _ = self.readiness.wait_writable(&self.socket, cx);
+        // Room that comes after the failed attempt raises an edge the poller delivers to this
+        // writer, registered before the poller can run again.
         Poll::Pending
     }
 }
@@ -164,25 +178,7 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if let Some(r) = send_now(&this.socket, buf) {
-            return Poll::Ready(r);
-        }
-        if !this.output {
-            // Full: have room reported from now on (adding the interest reports the current
-            // state, so room that came meanwhile is not missed), and try once more.
-            if let Err(e) = this.readiness.set_output(&this.socket, true) {
-                return Poll::Ready(Err(e));
-            }
-            this.output = true;
-            if let Some(r) = send_now(&this.socket, buf) {
-                return Poll::Ready(r);
-            }
-        }
-        let _ = this.readiness.wait_writable(&this.socket, cx);
-        // Room that comes after the failed send raises an edge the poller delivers to this
-        // writer, registered before the poller can run again.
-        Poll::Pending
+        self.get_mut().poll_give(cx, |socket| send_now(socket, buf))
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -255,32 +255,32 @@ where
         .unwrap();
 }
 
+/// Test support: the two ends of one loopback connection, both driven by `r`.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub async fn test_pair(r: &Rc<Readiness>) -> (crate::conn::Conn, crate::conn::Conn) {
+    let listener = crate::listen::Listener::bind("127.0.0.1:0".parse().unwrap(), r).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let (a, b) = futures_lite::future::zip(
+        crate::conn::Conn::connect(socket, addr, std::time::Duration::from_secs(5), r),
+        listener.accept(),
+    )
+    .await;
+    (a.unwrap(), b.unwrap().stream)
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use super::*;
     use crate::conn::Conn;
-    use crate::listen::Listener;
     use crate::session::WaitLimited;
     use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
-    use on_test_shard as on_shard;
-
-    /// Two ends of one loopback connection, both driven by `r`.
-    async fn pair(r: &Rc<Readiness>) -> (Conn, Conn) {
-        let listener = Listener::bind("127.0.0.1:0".parse().unwrap(), r).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let socket =
-            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        socket.set_nonblocking(true).unwrap();
-        let (a, b) = futures_lite::future::zip(
-            Conn::connect(socket, addr, Duration::from_secs(5), r),
-            listener.accept(),
-        )
-        .await;
-        (a.unwrap(), b.unwrap().stream)
-    }
+    use {on_test_shard as on_shard, test_pair as pair};
 
     /// One read; a wake-up that never comes fails the test (after 5 s) instead of hanging it.
     async fn read(s: &mut Conn, buf: &mut [u8]) -> usize {

@@ -397,23 +397,7 @@ mod tests {
     use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
-    use crate::listen::Listener;
-    use crate::readiness::{Readiness, on_test_shard as on_shard};
-
-    /// The two ends of one loopback connection.
-    async fn pair(r: &Rc<Readiness>) -> (Conn, Conn) {
-        let listener = Listener::bind("127.0.0.1:0".parse().unwrap(), r).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let socket =
-            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        socket.set_nonblocking(true).unwrap();
-        let (a, b) = futures_lite::future::zip(
-            Conn::connect(socket, addr, Duration::from_secs(5), r),
-            listener.accept(),
-        )
-        .await;
-        (a.unwrap(), b.unwrap().stream)
-    }
+    use crate::readiness::{Readiness, on_test_shard as on_shard, test_pair as pair};
 
     fn pattern(len: usize, seed: u8) -> Vec<u8> {
         (0..len).map(|i| (i % 253) as u8 ^ seed).collect()

@@ -107,17 +107,7 @@ pub fn recv_now(socket: &impl AsRawFd, buf: &mut [u8]) -> Option<io::Result<usiz
             libc::MSG_DONTWAIT,
         )
     };
-    match usize::try_from(rc) {
-        Ok(n) => Some(Ok(n)),
-        Err(_) => {
-            let e = io::Error::last_os_error();
-            match e.kind() {
-                io::ErrorKind::WouldBlock => None,
-                io::ErrorKind::Interrupted => None,
-                _ => Some(Err(e)),
-            }
-        }
-    }
+    now(rc)
 }
 
 /// Sends what the socket takes now, without waiting (and without SIGPIPE): `None` when its
@@ -133,16 +123,7 @@ pub fn send_now(socket: &impl AsRawFd, buf: &[u8]) -> Option<io::Result<usize>> 
             libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
         )
     };
-    match usize::try_from(rc) {
-        Ok(n) => Some(Ok(n)),
-        Err(_) => {
-            let e = io::Error::last_os_error();
-            match e.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => None,
-                _ => Some(Err(e)),
-            }
-        }
-    }
+    now(rc)
 }
 
 /// Takes a queued connection from a non-blocking listener as a non-blocking socket (one
@@ -234,6 +215,12 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> Option<io::Result<usize>> {
             libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
         )
     };
+    now(rc)
+}
+
+/// The result of a non-blocking transfer call: `None` when it would have had to wait (or was
+/// interrupted: the caller tries again when woken).
+fn now(rc: isize) -> Option<io::Result<usize>> {
     match usize::try_from(rc) {
         Ok(n) => Some(Ok(n)),
         Err(_) => {
