@@ -20,7 +20,6 @@ mod shard;
 mod sockopt;
 mod state;
 mod tls;
-mod wire;
 use std::path::PathBuf;
 use std::process::ExitCode;
 

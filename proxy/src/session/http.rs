@@ -24,8 +24,8 @@ use crate::auth::AuthOutcome;
 use crate::egress::dial::{DialError, Held, Reuse, ReuseKey};
 use crate::shard::{ListenerSpec, Shard};
 use crate::state::GenRef;
-use crate::wire::http::{self as wire, Body, ChunkedScanner, RequestTarget};
-use crate::wire::socks5::Parsed;
+use egressd_wire::http::{self as wire, Body, ChunkedScanner, RequestTarget};
+use egressd_wire::socks5::Parsed;
 
 const UNSPECIFIED: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);

@@ -338,7 +338,7 @@ pub async fn handle(shard: Rc<Shard>, accepted: Accepted, listener: Rc<ListenerS
                 let allows = |p| listener.protocols.contains(&p);
                 // Handshakes are boxed and dropped before relaying, so they take no room in
                 // the task while a tunnel is idle.
-                if buf[0] == crate::wire::socks5::VERSION && allows(ListenerProtocol::Socks5) {
+                if buf[0] == egressd_wire::socks5::VERSION && allows(ListenerProtocol::Socks5) {
                     rec.protocol = "socks5";
                     let next = Box::pin(socks5::serve(
                         &shard, &listener, stream, buf, &mut rec, deadline,

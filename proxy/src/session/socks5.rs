@@ -16,7 +16,7 @@ use crate::auth::AuthOutcome;
 use crate::conn::Conn;
 use crate::egress::dial::{DialError, Reuse};
 use crate::shard::{ListenerSpec, Shard};
-use crate::wire::socks5::{self as wire, Command, Parsed, Reply};
+use egressd_wire::socks5::{self as wire, Command, Parsed, Reply};
 
 /// Largest SOCKS5 handshake message (a domain request is at most 262 bytes).
 const MAX_MESSAGE: usize = 1024;

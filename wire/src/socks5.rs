@@ -62,18 +62,11 @@ impl Reply {
 
     /// The reply that tells the client most precisely why dialling the target failed.
     ///
-    /// The errno is checked first because it is exact; `ErrorKind` is the fallback for errors
-    /// built without one. A timeout is reported as host unreachable: 0x06 means an IP TTL ran out,
-    /// which is not what happened.
+    /// By the error's kind, which the standard library derives from the errno (ECONNREFUSED,
+    /// ENETUNREACH, ENETDOWN, EHOSTUNREACH, ETIMEDOUT, EADDRNOTAVAIL) and which errors built
+    /// without one carry too. A timeout is reported as host unreachable: 0x06 means an IP TTL
+    /// ran out, which is not what happened.
     pub fn from_io_error(err: &io::Error) -> Reply {
-        match err.raw_os_error() {
-            Some(libc::ECONNREFUSED) => return Reply::ConnectionRefused,
-            Some(libc::ENETUNREACH | libc::ENETDOWN) => return Reply::NetworkUnreachable,
-            Some(libc::EHOSTUNREACH | libc::EHOSTDOWN | libc::ETIMEDOUT) => {
-                return Reply::HostUnreachable;
-            }
-            _ => {}
-        }
         match err.kind() {
             io::ErrorKind::ConnectionRefused => Reply::ConnectionRefused,
             io::ErrorKind::NetworkUnreachable
@@ -315,7 +308,7 @@ pub fn parse_request(buf: &[u8]) -> Parsed<Request, Socks5Error> {
             Reply::AddressTypeNotSupported,
             "unknown address type",
         )),
-        Address::UnusableName(_) => Parsed::Invalid(match Command::from_code(command) {
+        Address::UnusableName => Parsed::Invalid(match Command::from_code(command) {
             None => Socks5Error::new(Reply::CommandNotSupported, "unknown command"),
             Some(_) => Socks5Error::new(Reply::HostUnreachable, "destination is not a host name"),
         }),
@@ -336,8 +329,8 @@ pub fn parse_request(buf: &[u8]) -> Parsed<Request, Socks5Error> {
 enum Address {
     /// The target and the bytes it took, ATYP and port included.
     Complete(Target, usize),
-    /// A complete but unusable domain name, and the bytes it took.
-    UnusableName(usize),
+    /// A complete but unusable domain name.
+    UnusableName,
     NeedMore,
     UnknownType,
 }
@@ -378,7 +371,7 @@ fn parse_address(buf: &[u8]) -> Address {
             let port = u16::from_be_bytes([p0, p1]);
             match domain_target(name, port) {
                 Some(target) => Address::Complete(target, len),
-                None => Address::UnusableName(len),
+                None => Address::UnusableName,
             }
         }
         _ => Address::UnknownType,
@@ -476,7 +469,7 @@ pub fn parse_udp_datagram(buf: &[u8]) -> Result<(Target, &[u8], u8), Socks5Error
         }
         Address::NeedMore => Err(Socks5Error::close("datagram shorter than its header")),
         Address::UnknownType => Err(Socks5Error::close("datagram has an unknown address type")),
-        Address::UnusableName(_) => Err(Socks5Error::close("datagram names no valid host")),
+        Address::UnusableName => Err(Socks5Error::close("datagram names no valid host")),
     }
 }
 

@@ -13,7 +13,7 @@ use std::fmt;
 use std::net::Ipv6Addr;
 
 pub use super::socks5::Parsed;
-use super::socks5::{UserPass, normalize_host_name};
+use crate::socks5::{UserPass, normalize_host_name};
 
 /// The largest request or response head (start line and header fields) accepted.
 pub const MAX_HEAD: usize = 16 * 1024;
