@@ -212,7 +212,50 @@ fn reply_for(e: &OpenError) -> Reply {
         OpenError::Resolve(_) | OpenError::NoAddress => Reply::HostUnreachable,
         OpenError::Dial { error, .. } => match error {
             DialError::Blocked | DialError::Denied | DialError::NoEgress(_) => Reply::NotAllowed,
+            // EHOSTDOWN has no io::ErrorKind of its own; like EHOSTUNREACH, the host is not
+            // reachable.
+            DialError::Connect(io) if io.raw_os_error() == Some(libc::EHOSTDOWN) => {
+                Reply::HostUnreachable
+            }
             DialError::Connect(io) => Reply::from_io_error(io),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use egressd_policy::Decision;
+    use egressd_policy::model::{Action, Family};
+
+    use super::*;
+
+    fn dial_failed(errno: i32) -> OpenError {
+        OpenError::Dial {
+            dst: UNSPECIFIED,
+            decision: Decision {
+                rule: None,
+                action: Action::Default,
+                pool: None,
+                family: Family::Auto,
+            },
+            error: DialError::Connect(std::io::Error::from_raw_os_error(errno)),
+        }
+    }
+
+    #[test]
+    fn dial_errors_get_the_reply_that_names_them() {
+        let cases = [
+            (libc::ECONNREFUSED, Reply::ConnectionRefused),
+            (libc::ENETUNREACH, Reply::NetworkUnreachable),
+            (libc::EHOSTUNREACH, Reply::HostUnreachable),
+            // No io::ErrorKind of its own: told apart by its errno.
+            (libc::EHOSTDOWN, Reply::HostUnreachable),
+            (libc::ETIMEDOUT, Reply::HostUnreachable),
+            (libc::EACCES, Reply::GeneralFailure),
+        ];
+        for (errno, reply) in cases {
+            assert_eq!(reply_for(&dial_failed(errno)), reply, "errno {errno}");
+        }
+        assert_eq!(reply_for(&OpenError::NoAddress), Reply::HostUnreachable);
     }
 }
