@@ -1,25 +1,10 @@
 //! egressd: a forward proxy that picks each connection's egress address by policy.
 //!
-//! This file parses the command line and hands each subcommand to its module.
+//! This file parses the command line and hands each subcommand to the library's module.
 #![deny(unsafe_code)]
 
-mod accesslog;
-mod auth;
-mod commands;
-mod conn;
-mod dns;
-mod egress;
-mod files;
-mod geo;
-mod listen;
-mod readiness;
-mod relay;
-mod run;
-mod session;
-mod shard;
-mod sockopt;
-mod state;
-mod tls;
+use egressd::{commands, run};
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

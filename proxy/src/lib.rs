@@ -1,0 +1,22 @@
+//! egressd as a library: everything but the command line, so that tests, fuzz targets and
+//! benches reach the proxy's parts (`main.rs` only parses arguments and calls `run` or a
+//! subcommand of `commands`).
+#![deny(unsafe_code)]
+
+mod accesslog;
+mod auth;
+pub mod commands;
+mod conn;
+mod dns;
+mod egress;
+mod files;
+mod geo;
+mod listen;
+mod readiness;
+mod relay;
+pub mod run;
+mod session;
+mod shard;
+mod sockopt;
+mod state;
+mod tls;
