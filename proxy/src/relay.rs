@@ -94,9 +94,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Splice for futures_rustls::server::TlsSt
 
 /// One direction of a tunnel. It copies through a buffer; with `[proxy] splice`, once a read
 /// fills the whole buffer (bulk data) and both sides are plain TCP, it moves bytes with
-/// splice(2) through a pipe
-/// from the shard's pool: no copy to user space, and one system call in and one out per pipe
-/// full, as HAProxy does. Small exchanges never take a pipe.
+/// splice(2) through a pipe from the shard's pool: no copy to user space, and one system call
+/// in and one out per pipe full, as HAProxy does. Small exchanges never take a pipe.
 struct Direction {
     buf: Option<Vec<u8>>,
     start: usize,
