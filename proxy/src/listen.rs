@@ -16,6 +16,19 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use crate::conn::Conn;
 use crate::readiness::Readiness;
 
+/// A listener as bound at start (listener changes need a restart), as its sessions see it.
+#[derive(Debug, Clone)]
+pub struct ListenerSpec {
+    /// Position in the configuration's `[[listener]]` list (for per-listener counters).
+    pub index: usize,
+    pub name: Rc<str>,
+    /// The bound address when it names one address (what clients reached); for an
+    /// unspecified address each connection asks the kernel.
+    pub local: Option<SocketAddr>,
+    pub protocols: Vec<egressd_policy::model::ListenerProtocol>,
+    pub auth: egressd_policy::model::Auth,
+}
+
 /// Pending connections the kernel may queue (capped by net.core.somaxconn).
 const BACKLOG: i32 = 4096;
 

@@ -110,6 +110,8 @@ struct Direction {
     pipe: Option<Pipe>,
     /// Bytes in the pipe, not yet written.
     in_pipe: usize,
+    /// The failure that ended the direction was the writing side's (else the reading one's).
+    write_failed: bool,
 }
 
 impl Direction {
@@ -126,6 +128,7 @@ impl Direction {
             splice,
             pipe: None,
             in_pipe: 0,
+            write_failed: false,
         }
     }
 
@@ -156,14 +159,20 @@ impl Direction {
                     return Poll::Ready(Err(io::ErrorKind::InvalidInput.into()));
                 };
                 match out.poll_splice_out(cx, pipe, self.in_pipe) {
-                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                    Poll::Ready(Ok(0)) => {
+                        self.write_failed = true;
+                        return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                    }
                     Poll::Ready(Ok(n)) => {
                         self.in_pipe -= n;
                         self.bytes += n as u64;
                         active.set(Instant::now());
                         continue;
                     }
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Ready(Err(e)) => {
+                        self.write_failed = true;
+                        return Poll::Ready(Err(e));
+                    }
                     Poll::Pending => return Poll::Pending,
                 }
             }
@@ -213,10 +222,14 @@ impl Direction {
                     .poll_write(cx, &buf[self.start..self.end])
                 {
                     Poll::Ready(Ok(0)) => {
+                        self.write_failed = true;
                         return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
                     }
                     Poll::Ready(Ok(n)) => n,
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Ready(Err(e)) => {
+                        self.write_failed = true;
+                        return Poll::Ready(Err(e));
+                    }
                     Poll::Pending => return Poll::Pending,
                 };
                 self.start += n;
@@ -248,6 +261,7 @@ impl Direction {
                         if let Err(e) = r
                             && e.kind() != io::ErrorKind::NotConnected
                         {
+                            self.write_failed = true;
                             return Poll::Ready(Err(e));
                         }
                         return Poll::Ready(Ok(()));
@@ -291,8 +305,10 @@ pub enum RelayEnd {
     Closed,
     /// Nothing moved for the idle timeout.
     Idle,
-    /// A read or write failed (reset, broken pipe).
-    Error,
+    /// Reading from or writing to the client failed (reset, broken pipe).
+    ClientFailed,
+    /// Reading from or writing to the upstream failed.
+    UpstreamFailed,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -317,16 +333,33 @@ where
     C: AsyncRead + AsyncWrite + Splice + Unpin,
     U: AsyncRead + AsyncWrite + Splice + Unpin,
 {
-    type Output = io::Result<()>;
+    /// `Err` names the side that failed.
+    type Output = Result<(), RelayEnd>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), RelayEnd>> {
         let this = &mut *self;
-        let up = this
+        // Up reads the client and writes the upstream; down the other way round.
+        let blame = |d: &Direction, writer_is_client: bool| {
+            if d.write_failed == writer_is_client {
+                RelayEnd::ClientFailed
+            } else {
+                RelayEnd::UpstreamFailed
+            }
+        };
+        let up = match this
             .up
-            .poll(cx, this.client, this.upstream, this.pool, this.active)?;
-        let down = this
+            .poll(cx, this.client, this.upstream, this.pool, this.active)
+        {
+            Poll::Ready(Err(_)) => return Poll::Ready(Err(blame(&this.up, false))),
+            other => other,
+        };
+        let down = match this
             .down
-            .poll(cx, this.upstream, this.client, this.pool, this.active)?;
+            .poll(cx, this.upstream, this.client, this.pool, this.active)
+        {
+            Poll::Ready(Err(_)) => return Poll::Ready(Err(blame(&this.down, true))),
+            other => other,
+        };
         if up.is_ready() && down.is_ready() {
             Poll::Ready(Ok(()))
         } else {
@@ -373,7 +406,7 @@ where
         async {
             match (&mut relay).await {
                 Ok(()) => RelayEnd::Closed,
-                Err(_) => RelayEnd::Error,
+                Err(failed) => failed,
             }
         },
         watchdog,

@@ -3,7 +3,7 @@
 //! one atomic swap, keep the old generation on any error), SIGTERM and SIGINT drain and exit.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,14 +11,14 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use egressd_policy::model::Listener;
-use egressd_policy::{Policy, check_str};
 use glommio::{LocalExecutorBuilder, Placement};
 use rand_core::RngCore;
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
+use crate::accesslog::LogWriter;
+use crate::control::{self, BuiltinSource, Control, FileSource, PolicySource};
 use crate::dns::ResolverConfig;
-use crate::files::{Source, load};
+use crate::metrics;
 use crate::shard::{self, ShardConfig};
 use crate::state::{Generation, Shared};
 
@@ -93,33 +93,6 @@ pub fn allowed_cpus() -> Vec<usize> {
     cpus
 }
 
-/// Loads a policy from a file (TOML or artifact), logging every diagnostic.
-fn load_policy(path: &Path) -> Result<Policy, String> {
-    match load(path)? {
-        Source::Config(checked) => {
-            for d in &checked.diags.items {
-                let line = checked.sources.render(d);
-                match d.severity {
-                    egressd_policy::Severity::Error => {
-                        tracing::error!(diagnostic = %line, "config")
-                    }
-                    egressd_policy::Severity::Warning => {
-                        tracing::warn!(diagnostic = %line, "config")
-                    }
-                }
-            }
-            checked.policy.ok_or_else(|| {
-                format!(
-                    "{}: {} error(s)",
-                    path.display(),
-                    checked.diags.error_count()
-                )
-            })
-        }
-        Source::Artifact(p) => Ok(p),
-    }
-}
-
 /// Binds (without listening) a socket on each listener address with SO_REUSEPORT, turning
 /// port 0 into a real port that every shard then shares. Kept until the shards listen.
 fn reserve(listeners: &[Listener]) -> Result<Vec<(Socket, SocketAddr)>, String> {
@@ -164,13 +137,11 @@ pub fn run(config: Option<PathBuf>) -> ExitCode {
         );
         return ExitCode::from(EX_OSERR);
     }
-    let policy = match &config {
-        Some(path) => load_policy(path),
-        None => check_str("<built-in default>", DEFAULT_CONFIG)
-            .policy
-            .ok_or_else(|| "built-in default is invalid".to_string()),
+    let source: Arc<dyn PolicySource> = match config {
+        Some(path) => Arc::new(FileSource(path)),
+        None => Arc::new(BuiltinSource),
     };
-    let policy = match policy {
+    let policy = match source.load() {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(error = %e, "invalid configuration; not starting");
@@ -210,14 +181,22 @@ pub fn run(config: Option<PathBuf>) -> ExitCode {
     tracing::info!(generation = 1, hash = %first.hash, rules = first.policy().rules.len(), "policy loaded");
     let shared: Shared = Arc::new(ArcSwap::new(first));
     let stop = Arc::new(AtomicBool::new(false));
-    let signals = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT]);
-    let mut signals = match signals {
+    let (events_tx, events) = std::sync::mpsc::channel();
+    let (signals, signal_thread) = match control::signal_source(events_tx) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "cannot install signal handlers");
             return ExitCode::from(EX_OSERR);
         }
     };
+    let (log_writer, log_sink) = match LogWriter::start(Box::new(std::io::stdout())) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the access-log writer");
+            return ExitCode::from(EX_OSERR);
+        }
+    };
+    let mut metrics = metrics::Reader::default();
     let mut salt = [0u8; 32];
     rand_core::OsRng.fill_bytes(&mut salt);
     let listeners: Vec<_> = startup_listeners
@@ -243,6 +222,8 @@ pub fn run(config: Option<PathBuf>) -> ExitCode {
             resolver: resolver.clone(),
             stop: stop.clone(),
             salt,
+            log: log_sink.clone(),
+            requests: metrics.add_shard(),
         };
         let tx = ready_tx.clone();
         let spawned = LocalExecutorBuilder::new(placement)
@@ -279,66 +260,45 @@ pub fn run(config: Option<PathBuf>) -> ExitCode {
         tracing::info!(listener = %name, addr = %addr, shards, generation = 1, "listening");
     }
 
-    for signal in signals.forever() {
-        match signal {
-            SIGHUP => reload(config.as_deref(), &shared, &startup_listeners),
-            _ => {
-                tracing::info!(
-                    signal,
-                    "stopping: no new connections, draining open tunnels"
-                );
-                stop.store(true, Ordering::Relaxed);
-                break;
-            }
-        }
-    }
+    let control = Control {
+        shared,
+        startup_listeners,
+        source,
+    };
+    let why = control.run(&events);
+    tracing::info!(
+        signal = why,
+        "stopping: no new connections, draining open tunnels"
+    );
+    stop.store(true, Ordering::Relaxed);
+    signals.close();
+    let _ = signal_thread.join();
+    let mut total = metrics::Snapshot::default();
     for h in handles {
-        let _ = h.join();
+        if let Ok(snapshot) = h.join() {
+            total.add(&snapshot);
+        }
     }
-    tracing::info!("stopped");
+    drop(metrics);
+    drop(log_sink);
+    // Lines still queued are written, unless standard output stays stalled.
+    log_writer.join(Duration::from_secs(2));
+    tracing::info!(
+        accepted = total.accepted(),
+        finished = ?total.finished_by_name(),
+        rejected_limit = total.rejected_limit,
+        rejected_per_client = total.rejected_per_client,
+        panics = total.panics,
+        access_log_dropped = total.log_dropped,
+        "stopped"
+    );
     ExitCode::SUCCESS
-}
-
-/// Re-reads the configuration and publishes it, or keeps the current generation on error.
-fn reload(config: Option<&Path>, shared: &Shared, startup: &[Listener]) {
-    let current = shared.load();
-    let Some(path) = config else {
-        tracing::info!(
-            generation = current.id,
-            "reload: running the built-in default, nothing to re-read"
-        );
-        return;
-    };
-    let policy = match load_policy(path) {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::error!(generation = current.id, error = %e, "reload rejected; the current generation keeps serving");
-            return;
-        }
-    };
-    if policy.listeners != startup {
-        tracing::warn!(
-            generation = current.id,
-            "listener changes need a restart; the listeners keep their start-up settings (auth mode changes apply)"
-        );
-    }
-    let id = current.id + 1;
-    let next = match Generation::load(id, policy) {
-        Ok(g) => g,
-        Err(e) => {
-            tracing::error!(generation = current.id, error = %e, "reload rejected; the current generation keeps serving");
-            return;
-        }
-    };
-    let (hash, rules) = (next.hash.clone(), next.policy().rules.len());
-    shared.store(Arc::new(next));
-    // Said once it is true: a connection that starts after this line gets the new generation.
-    tracing::info!(generation = id, hash = %hash, rules, "reloaded");
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use egressd_policy::check_str;
     use egressd_policy::model::{Action, Auth, ListenerProtocol};
 
     #[test]

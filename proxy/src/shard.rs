@@ -4,6 +4,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
@@ -14,63 +15,78 @@ use std::time::{Duration, Instant};
 use egressd_policy::model::{Auth, ListenerProtocol};
 use futures_lite::FutureExt;
 
-use crate::accesslog::AccessLog;
+use crate::accesslog::{Batcher, ConnRecord, LogSink};
 use crate::auth::Authenticator;
 use crate::dns::{Resolver, ResolverConfig};
 use crate::egress::dial::Dialer;
-use crate::listen::Listener;
+use crate::listen::{Listener, ListenerSpec};
+use crate::metrics::{Requests, ShardMetrics, Snapshot};
 use crate::relay::BufPool;
-use crate::session;
-use crate::state::{GenRef, GenerationCache, Shared};
+use crate::session::{self, Ctx};
+use crate::state::{Current, Shared};
 
 /// Prepared sockets kept per egress source and shard.
 const SOCKET_POOL_DEPTH: usize = 16;
 /// How often a shard looks at the stop flag, flushes its log and refills socket pools.
 const TICK: Duration = Duration::from_millis(50);
 
-/// A listener as bound at start (listener changes need a restart).
-#[derive(Debug, Clone)]
-pub struct ListenerSpec {
-    pub name: Rc<str>,
-    /// The bound address when it names one address (what clients reached); for an
-    /// unspecified address each connection asks the kernel.
-    pub local: Option<SocketAddr>,
-    pub protocols: Vec<ListenerProtocol>,
-    pub auth: Auth,
+/// Everything a shard needs to start.
+#[derive(Debug)]
+pub struct ShardConfig {
+    pub id: usize,
+    pub shards: usize,
+    /// Name, address, protocols and authentication of each `[[listener]]`, in order.
+    pub listeners: Vec<(String, SocketAddr, Vec<ListenerProtocol>, Auth)>,
+    pub shared: Shared,
+    pub resolver: Arc<ResolverConfig>,
+    pub stop: Arc<AtomicBool>,
+    pub salt: [u8; 32],
+    /// The access log's writer thread.
+    pub log: LogSink,
+    /// Where the metrics reader asks for this shard's counters.
+    pub requests: Requests,
 }
 
-/// Counters of one shard.
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub accepted: Cell<u64>,
-    pub rejected_limit: Cell<u64>,
-    /// Refused because the client's address held `max_connections_per_client` already.
-    pub rejected_per_client: Cell<u64>,
-    pub panics: Cell<u64>,
-    pub tls_failures: Cell<u64>,
+/// Why a shard could not start.
+#[derive(Debug)]
+pub enum StartError {
+    Epoll(io::Error),
+    Bind {
+        listener: String,
+        addr: SocketAddr,
+        error: io::Error,
+    },
 }
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Epoll(e) => write!(f, "cannot create the shard's epoll instance: {e}"),
+            StartError::Bind {
+                listener,
+                addr,
+                error,
+            } => write!(f, "listener \"{listener}\" cannot bind {addr}: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
 
 pub struct Shard {
-    pub id: usize,
-    generation: RefCell<GenerationCache>,
-    /// The current generation wrapped once per shard, handed to connections.
-    local: RefCell<GenRef>,
-    pub dialer: Rc<Dialer>,
-    pub bufs: BufPool,
-    /// Tunnel sockets' readiness from the shard's epoll instance.
-    pub readiness: Rc<crate::readiness::Readiness>,
-    pub auth: Authenticator,
-    pub resolver: Resolver,
-    pub log: AccessLog,
-    pub active: Cell<usize>,
-    pub max_active: usize,
+    id: usize,
+    /// What sessions get.
+    ctx: Ctx,
+    log: Rc<Batcher>,
+    metrics: Rc<ShardMetrics>,
+    active: Cell<usize>,
+    max_active: usize,
     /// Open connections per client address on this shard.
     per_client: RefCell<HashMap<IpAddr, u32>>,
     /// Shards of the process: per-client limits are split over them like `max_connections`.
     shards: usize,
     /// When a refusal for the per-client limit was last reported (one warning per interval).
     per_client_warned: Cell<Option<Instant>>,
-    pub counters: Counters,
 }
 
 impl std::fmt::Debug for Shard {
@@ -80,31 +96,6 @@ impl std::fmt::Debug for Shard {
             .field("active", &self.active)
             .finish_non_exhaustive()
     }
-}
-
-impl Shard {
-    /// The current generation (one pointer comparison unless a reload happened).
-    pub fn current(&self) -> GenRef {
-        let mut cache = self.generation.borrow_mut();
-        let latest = cache.load();
-        let mut local = self.local.borrow_mut();
-        if !Arc::ptr_eq(&local, latest) {
-            *local = Rc::new(latest.clone());
-        }
-        local.clone()
-    }
-}
-
-/// Everything a shard needs to start.
-#[derive(Debug, Clone)]
-pub struct ShardConfig {
-    pub id: usize,
-    pub shards: usize,
-    pub listeners: Vec<(String, SocketAddr, Vec<ListenerProtocol>, Auth)>,
-    pub shared: Shared,
-    pub resolver: Arc<ResolverConfig>,
-    pub stop: Arc<AtomicBool>,
-    pub salt: [u8; 32],
 }
 
 /// Keeps the active-connection counts right however the task ends.
@@ -133,7 +124,8 @@ impl Shard {
     /// `max_connections_per_client`); false when the address holds its share already.
     fn admit_client(&self, ip: IpAddr) -> bool {
         let limit = self
-            .current()
+            .ctx
+            .generation()
             .policy()
             .settings
             .per_client_limit()
@@ -146,45 +138,75 @@ impl Shard {
         *n += 1;
         true
     }
+
+    fn snapshot(&self) -> Snapshot {
+        self.metrics.snapshot(self.log.dropped())
+    }
+
+    /// Periodic work: the log handed on, socket pools topped up, cool-downs and idle upstream
+    /// connections expired.
+    fn tick(&self) {
+        self.log.flush();
+        let dialer = &self.ctx.dialer;
+        dialer.expire_cooldowns();
+        dialer.expire_idle();
+        if dialer.sockets.borrow().needs_refill() {
+            dialer.refill();
+        }
+    }
 }
 
-/// Runs one shard until the stop flag is set and its tunnels have drained.
-pub async fn run(cfg: ShardConfig, ready: std::sync::mpsc::Sender<Result<usize, String>>) {
-    let generation = cfg.shared.load_full();
-    let settings = generation.policy().settings.clone();
+/// Runs one shard until the stop flag is set and its tunnels have drained; returns its
+/// counters.
+pub async fn run(
+    cfg: ShardConfig,
+    ready: std::sync::mpsc::Sender<Result<usize, StartError>>,
+) -> Snapshot {
+    let current = Current::new(&cfg.shared);
+    let settings = current.get().policy().settings.clone();
     let per_shard = (settings.max_connections as usize).div_ceil(cfg.shards.max(1));
     let readiness = match crate::readiness::Readiness::new() {
         Ok(r) => r,
         Err(e) => {
-            let _ = ready.send(Err(format!(
-                "cannot create the shard's epoll instance: {e}"
-            )));
-            return;
+            let _ = ready.send(Err(StartError::Epoll(e)));
+            return Snapshot::default();
         }
     };
     glommio::spawn_local(readiness.clone().run()).detach();
+    let log = Rc::new(Batcher::new(cfg.log.clone()));
+    let metrics = Rc::new(ShardMetrics::new(cfg.listeners.len()));
+    let report = {
+        let (log, metrics) = (log.clone(), metrics.clone());
+        Box::new(move |rec: &mut ConnRecord| {
+            rec.settle();
+            metrics.finished(rec);
+            log.write(rec);
+        })
+    };
     let shard = Rc::new(Shard {
         id: cfg.id,
-        generation: RefCell::new(arc_swap::Cache::new(cfg.shared.clone())),
-        local: RefCell::new(Rc::new(generation.clone())),
-        dialer: Rc::new(Dialer::new(SOCKET_POOL_DEPTH, readiness.clone())),
-        bufs: BufPool::default(),
-        readiness,
-        auth: Authenticator::new(cfg.salt),
-        resolver: Resolver::new(cfg.resolver.clone()),
-        log: AccessLog::stdout(),
+        ctx: Ctx {
+            current,
+            dialer: Rc::new(Dialer::new(SOCKET_POOL_DEPTH, readiness.clone())),
+            resolver: Resolver::new(cfg.resolver.clone()),
+            auth: Authenticator::new(cfg.salt),
+            bufs: BufPool::default(),
+            report,
+        },
+        log,
+        metrics,
         active: Cell::new(0),
         max_active: per_shard.max(1),
         per_client: RefCell::new(HashMap::new()),
         shards: cfg.shards.max(1),
         per_client_warned: Cell::new(None),
-        counters: Counters::default(),
     });
     let mut accepting = Vec::new();
-    for (name, addr, protocols, auth) in &cfg.listeners {
-        match Listener::bind(*addr, &shard.readiness) {
+    for (index, (name, addr, protocols, auth)) in cfg.listeners.iter().enumerate() {
+        match Listener::bind(*addr, &readiness) {
             Ok(listener) => {
                 let spec = Rc::new(ListenerSpec {
+                    index,
                     name: name.as_str().into(),
                     local: (!addr.ip().is_unspecified()).then_some(*addr),
                     protocols: protocols.clone(),
@@ -196,30 +218,31 @@ pub async fn run(cfg: ShardConfig, ready: std::sync::mpsc::Sender<Result<usize, 
                     spec,
                 )));
             }
-            Err(e) => {
-                let _ = ready.send(Err(format!("listener \"{name}\" cannot bind {addr}: {e}")));
-                return;
+            Err(error) => {
+                let _ = ready.send(Err(StartError::Bind {
+                    listener: name.clone(),
+                    addr: *addr,
+                    error,
+                }));
+                return Snapshot::default();
             }
         }
     }
     let _ = ready.send(Ok(cfg.id));
     while !cfg.stop.load(Ordering::Relaxed) {
         glommio::timer::sleep(TICK).await;
-        shard.log.flush();
-        shard.dialer.expire_cooldowns();
-        shard.dialer.expire_idle();
-        if shard.dialer.sockets.borrow().needs_refill() {
-            shard.dialer.refill();
-        }
+        shard.tick();
+        cfg.requests.answer(|| shard.snapshot());
     }
     // Stop accepting (dropping the tasks closes the listeners), then drain.
     drop(accepting);
-    let drain = shard.current().policy().settings.drain_timeout;
+    let drain = shard.ctx.generation().policy().settings.drain_timeout;
     let started = Instant::now();
     tracing::info!(shard = shard.id, active = shard.active.get(), "draining");
     while shard.active.get() > 0 && started.elapsed() < drain {
         glommio::timer::sleep(TICK).await;
         shard.log.flush();
+        cfg.requests.answer(|| shard.snapshot());
     }
     if shard.active.get() > 0 {
         tracing::warn!(
@@ -229,6 +252,7 @@ pub async fn run(cfg: ShardConfig, ready: std::sync::mpsc::Sender<Result<usize, 
         );
     }
     shard.log.flush();
+    shard.snapshot()
 }
 
 /// Connections accepted in a row before the accept loop lets other tasks run.
@@ -252,10 +276,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: Listener, spec: Rc<ListenerSpec
             }
         };
         if shard.active.get() >= shard.max_active {
-            shard
-                .counters
-                .rejected_limit
-                .set(shard.counters.rejected_limit.get() + 1);
+            shard.metrics.rejected_limit();
             drop(accepted);
             continue;
         }
@@ -265,37 +286,37 @@ async fn accept_loop(shard: Rc<Shard>, listener: Listener, spec: Rc<ListenerSpec
         if let Some(ip) = client
             && !shard.admit_client(ip)
         {
-            let c = &shard.counters.rejected_per_client;
-            c.set(c.get() + 1);
+            let refused = shard.metrics.rejected_per_client();
             if shard
                 .per_client_warned
                 .get()
                 .is_none_or(|t| t.elapsed() >= PER_CLIENT_WARN_EVERY)
             {
                 shard.per_client_warned.set(Some(Instant::now()));
-                tracing::warn!(shard = shard.id, listener = %spec.name, client = %ip, refused = c.get(), "client address is at max_connections_per_client; refusing its new connections");
+                tracing::warn!(shard = shard.id, listener = %spec.name, client = %ip, refused, "client address is at max_connections_per_client; refusing its new connections");
             }
             drop(accepted);
             continue;
         }
-        shard
-            .counters
-            .accepted
-            .set(shard.counters.accepted.get() + 1);
+        shard.metrics.accepted(spec.index);
         shard.active.set(shard.active.get() + 1);
         let guard = ActiveGuard(shard.clone(), client);
         let (shard, spec) = (shard.clone(), spec.clone());
         let fut = async move {
             let _guard = guard;
-            let task = AssertUnwindSafe(session::handle(shard.clone(), accepted, spec.clone()));
-            if let Err(panic) = task.catch_unwind().await {
-                shard.counters.panics.set(shard.counters.panics.get() + 1);
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                tracing::error!(shard = shard.id, listener = %spec.name, panic = %what, "connection task panicked; the shard keeps serving");
+            let task = AssertUnwindSafe(session::handle(&shard.ctx, accepted, &spec));
+            match task.catch_unwind().await {
+                Ok(Some(mut rec)) => (shard.ctx.report)(&mut rec),
+                Ok(None) => {}
+                Err(panic) => {
+                    shard.metrics.panicked();
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    tracing::error!(shard = shard.id, listener = %spec.name, panic = %what, "connection task panicked; the shard keeps serving");
+                }
             }
         };
         glommio::spawn_local(fut).detach();

@@ -10,6 +10,24 @@ use egressd_policy::{CompiledPolicy, Policy, artifact};
 
 use crate::geo::{GeoDb, GeoError};
 
+/// Why a valid policy could not become a generation: a file it names.
+#[derive(Debug)]
+pub enum GenerationError {
+    Geo(GeoError),
+    Tls(crate::tls::TlsError),
+}
+
+impl std::fmt::Display for GenerationError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GenerationError::Geo(e) => e.fmt(f),
+            GenerationError::Tls(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for GenerationError {}
+
 #[derive(Debug)]
 pub struct Generation {
     /// 1 for the configuration loaded at start, +1 per successful reload.
@@ -32,14 +50,12 @@ pub struct Generation {
 impl Generation {
     /// Builds a generation, reading its geolocation database (blocking: control thread only).
     /// Also reads the `https` listeners' certificates and keys.
-    pub fn load(id: u64, policy: Policy) -> Result<Self, String> {
+    pub fn load(id: u64, policy: Policy) -> Result<Self, GenerationError> {
         let geo = match &policy.geoip {
-            Some(path) => Some(Arc::new(
-                GeoDb::open(path).map_err(|e: GeoError| e.to_string())?,
-            )),
+            Some(path) => Some(Arc::new(GeoDb::open(path).map_err(GenerationError::Geo)?)),
             None => None,
         };
-        let tls = crate::tls::server_configs(&policy)?;
+        let tls = crate::tls::server_configs(&policy).map_err(GenerationError::Tls)?;
         let users = policy
             .users
             .iter()
@@ -101,3 +117,39 @@ pub type GenRef = std::rc::Rc<Arc<Generation>>;
 /// A shard's view of the current generation: one atomic pointer comparison per load while
 /// nothing changed, no reference-count traffic.
 pub type GenerationCache = arc_swap::Cache<Shared, Arc<Generation>>;
+
+/// A shard's handle on the current generation: `get` costs one pointer comparison unless a
+/// reload happened, and hands out a shard-local reference.
+pub struct Current {
+    cache: std::cell::RefCell<GenerationCache>,
+    local: std::cell::RefCell<GenRef>,
+}
+
+impl Current {
+    pub fn new(shared: &Shared) -> Self {
+        let first = shared.load_full();
+        Current {
+            cache: std::cell::RefCell::new(arc_swap::Cache::new(shared.clone())),
+            local: std::cell::RefCell::new(std::rc::Rc::new(first)),
+        }
+    }
+
+    /// The current generation.
+    pub fn get(&self) -> GenRef {
+        let mut cache = self.cache.borrow_mut();
+        let latest = cache.load();
+        let mut local = self.local.borrow_mut();
+        if !Arc::ptr_eq(&local, latest) {
+            *local = std::rc::Rc::new(latest.clone());
+        }
+        local.clone()
+    }
+}
+
+impl std::fmt::Debug for Current {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Current")
+            .field("generation", &self.local.borrow().id)
+            .finish()
+    }
+}

@@ -25,37 +25,66 @@ pub struct CertIdentity {
     pub fingerprint: [u8; 32],
 }
 
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+/// Why a listener's TLS configuration could not be built.
+#[derive(Debug)]
+pub struct TlsError {
+    /// The `https` listener.
+    pub listener: Option<String>,
+    /// The certificate, key or CA file at fault, if one is.
+    pub path: Option<std::path::PathBuf>,
+    pub what: String,
+}
+
+impl TlsError {
+    fn file(path: &Path, what: impl std::fmt::Display) -> Self {
+        TlsError {
+            listener: None,
+            path: Some(path.to_owned()),
+            what: what.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for TlsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(l) = &self.listener {
+            write!(f, "listener \"{l}\": ")?;
+        }
+        if let Some(p) = &self.path {
+            write!(f, "{}: ", p.display())?;
+        }
+        f.write_str(&self.what)
+    }
+}
+
+impl std::error::Error for TlsError {}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let file = File::open(path).map_err(|e| TlsError::file(path, e))?;
     let certs: Vec<_> = rustls_pemfile::certs(&mut BufReader::new(file))
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|e| TlsError::file(path, e))?;
     if certs.is_empty() {
-        return Err(format!(
-            "{}: no PEM certificate in the file",
-            path.display()
-        ));
+        return Err(TlsError::file(path, "no PEM certificate in the file"));
     }
     Ok(certs)
 }
 
-fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let file = File::open(path).map_err(|e| TlsError::file(path, e))?;
     rustls_pemfile::private_key(&mut BufReader::new(file))
-        .map_err(|e| format!("{}: {e}", path.display()))?
-        .ok_or_else(|| format!("{}: no PEM private key in the file", path.display()))
+        .map_err(|e| TlsError::file(path, e))?
+        .ok_or_else(|| TlsError::file(path, "no PEM private key in the file"))
 }
 
 /// Builds one listener's server configuration (blocking file reads: control thread only).
-pub fn server_config(tls: &Tls) -> Result<Arc<ServerConfig>, String> {
+pub fn server_config(tls: &Tls) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = match (&tls.client_ca, tls.client_auth) {
         (Some(ca), ClientAuth::Optional | ClientAuth::Required) => {
             let mut roots = RootCertStore::empty();
             for cert in read_certs(ca)? {
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("{}: {e}", ca.display()))?;
+                roots.add(cert).map_err(|e| TlsError::file(ca, e))?;
             }
             let builder =
                 WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
@@ -64,24 +93,26 @@ pub fn server_config(tls: &Tls) -> Result<Arc<ServerConfig>, String> {
             } else {
                 builder
             };
-            builder
-                .build()
-                .map_err(|e| format!("{}: {e}", ca.display()))?
+            builder.build().map_err(|e| TlsError::file(ca, e))?
         }
         _ => WebPkiClientVerifier::no_client_auth(),
     };
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .map_err(|e| TlsError {
+            listener: None,
+            path: None,
+            what: e.to_string(),
+        })?
         .with_client_cert_verifier(verifier)
         .with_single_cert(read_certs(&tls.cert)?, read_key(&tls.key)?)
-        .map_err(|e| format!("{}: {e}", tls.key.display()))?;
+        .map_err(|e| TlsError::file(&tls.key, e))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 
 /// Server configurations of every `https` listener, by listener name.
-pub fn server_configs(policy: &Policy) -> Result<HashMap<String, Arc<ServerConfig>>, String> {
+pub fn server_configs(policy: &Policy) -> Result<HashMap<String, Arc<ServerConfig>>, TlsError> {
     policy
         .listeners
         .iter()
@@ -90,7 +121,10 @@ pub fn server_configs(policy: &Policy) -> Result<HashMap<String, Arc<ServerConfi
         .map(|(l, t)| {
             server_config(t)
                 .map(|c| (l.name.clone(), c))
-                .map_err(|e| format!("listener \"{}\": {e}", l.name))
+                .map_err(|e| TlsError {
+                    listener: Some(l.name.clone()),
+                    ..e
+                })
         })
         .collect()
 }

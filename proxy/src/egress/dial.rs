@@ -89,7 +89,6 @@ pub struct Dialed {
     pub stream: Conn,
     /// The upstream socket's local address: the egress address and port actually used.
     pub local: SocketAddr,
-    pub pool: Option<String>,
     /// Why the connection did not leave from the pool, when it fell back.
     pub fallback: Option<String>,
     /// Where it leaves from and goes to, to park it for reuse (`Dialer::park`).
@@ -267,20 +266,17 @@ impl Dialer {
             mark: None,
         };
         let reuse = &ctx.reuse;
-        let finish = |(stream, reused): (Conn, bool),
-                      spec: &SourceSpec,
-                      pool: Option<String>,
-                      fallback: Option<String>| {
-            let local = stream.local_addr().map_err(DialError::Connect)?;
-            Ok(Dialed {
-                stream,
-                local,
-                pool,
-                fallback,
-                reuse_key: (spec.clone(), dst),
-                reused,
-            })
-        };
+        let finish =
+            |(stream, reused): (Conn, bool), spec: &SourceSpec, fallback: Option<String>| {
+                let local = stream.local_addr().map_err(DialError::Connect)?;
+                Ok(Dialed {
+                    stream,
+                    local,
+                    fallback,
+                    reuse_key: (spec.clone(), dst),
+                    reused,
+                })
+            };
         match decision.action {
             Action::Block => Err(DialError::Blocked),
             Action::Default => {
@@ -288,7 +284,7 @@ impl Dialer {
                     .dial_from(&default_spec, dst, timeout, reuse)
                     .await
                     .map_err(DialError::Connect)?;
-                finish(s, &default_spec, None, None)
+                finish(s, &default_spec, None)
             }
             Action::Ingress => {
                 let entry = ctx.ingress.ip();
@@ -300,7 +296,6 @@ impl Dialer {
                     return finish(
                         s,
                         &default_spec,
-                        None,
                         Some(format!(
                             "ingress address {entry} cannot reach an {} destination",
                             if dst.is_ipv4() { "IPv4" } else { "IPv6" }
@@ -317,7 +312,7 @@ impl Dialer {
                     .dial_from(&spec, dst, timeout, reuse)
                     .await
                     .map_err(DialError::Connect)?;
-                finish(s, &spec, None, None)
+                finish(s, &spec, None)
             }
             Action::Egress => {
                 let Some(pool) = decision.pool.and_then(|p| policy.pool(p)) else {
@@ -325,7 +320,7 @@ impl Dialer {
                 };
                 self.dial_pool(pool, dst, ctx, timeout, &default_spec)
                     .await
-                    .and_then(|(s, spec, fb)| finish(s, &spec, Some(pool.name.clone()), fb))
+                    .and_then(|(s, spec, fb)| finish(s, &spec, fb))
             }
         }
     }

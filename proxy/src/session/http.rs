@@ -12,17 +12,20 @@ use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use egressd_policy::model::Auth;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::open::{ConnInfo, OpenError, Opened, Target, open};
-use super::{ClientIo, Next, WaitLimited, io_outcome, read_more, record_open_error, record_opened};
-use crate::accesslog::{ConnRecord, rfc3339};
+use super::{
+    ClientIo, Ctx, Next, WaitLimited, io_outcome, read_more, record_open_error, record_opened,
+};
+use crate::accesslog::{ConnRecord, Timestamp};
 use crate::auth::AuthOutcome;
 use crate::egress::dial::{DialError, Held, Reuse, ReuseKey};
-use crate::shard::{ListenerSpec, Shard};
+use crate::listen::ListenerSpec;
+use crate::outcome::Outcome;
 use crate::state::GenRef;
 use egressd_wire::http::{self as wire, Body, ChunkedScanner, RequestTarget};
 use egressd_wire::socks5::Parsed;
@@ -213,15 +216,15 @@ async fn answer<W: AsyncWrite + Unpin>(
 /// the failure maps to and returns the outcome to log.
 #[allow(clippy::too_many_arguments)]
 async fn open_or_answer<S: ClientIo>(
-    shard: &Rc<Shard>,
+    ctx: &Ctx,
     generation: &GenRef,
     conn: &ConnInfo,
     target: &Target,
     reuse: Reuse,
     client: &mut S,
     rec: &mut ConnRecord,
-) -> Result<Opened, &'static str> {
-    match Box::pin(open(shard, generation, conn, target, reuse)).await {
+) -> Result<Opened, Outcome> {
+    match Box::pin(open(ctx, generation, conn, target, reuse)).await {
         Ok(opened) => {
             record_opened(rec, generation, &opened);
             Ok(opened)
@@ -236,11 +239,11 @@ async fn open_or_answer<S: ClientIo>(
 
 /// Gives an upstream whose last response left it open and idle to the shard, for the next
 /// forwarded request that would dial the same source and destination; otherwise closes it.
-fn release(shard: &Shard, upstream: Option<Upstream>) {
+fn release(ctx: &Ctx, upstream: Option<Upstream>) {
     if let Some(up) = upstream
         && up.reusable
     {
-        shard.dialer.park(up.key, up.stream);
+        ctx.dialer.park(up.key, up.stream);
     }
 }
 
@@ -248,9 +251,10 @@ fn release(shard: &Shard, upstream: Option<Upstream>) {
 /// fields stay, the request's start afresh.
 fn next_record(rec: &mut ConnRecord, generation: &GenRef) {
     *rec = ConnRecord {
-        time: rfc3339(SystemTime::now()),
+        time: Timestamp::now(),
         started: Some(Instant::now()),
-        listener: std::mem::take(&mut rec.listener),
+        listener: rec.listener.clone(),
+        listener_index: rec.listener_index,
         protocol: rec.protocol,
         client: rec.client,
         generation: generation.id,
@@ -284,7 +288,7 @@ enum HeadEnd {
     /// The client closed, or stayed idle past the keep-alive timeout, between requests.
     Quiet,
     /// Ends the connection with this outcome (the client was answered where that makes sense).
-    Done(&'static str),
+    Done(Outcome),
 }
 
 /// Reads the next request head. The first is due by the connection's handshake deadline
@@ -297,13 +301,13 @@ async fn read_head<S: ClientIo>(
     client: &mut S,
     buf: &mut Vec<u8>,
     deadline: &mut Option<Instant>,
-    shard: &Shard,
+    ctx: &Ctx,
     generation: &mut GenRef,
     rec: &mut ConnRecord,
 ) -> Result<wire::RequestHead, HeadEnd> {
     loop {
         if deadline.is_none() && !buf.is_empty() {
-            *generation = shard.current();
+            *generation = ctx.generation();
             next_record(rec, generation);
             *deadline = Some(Instant::now() + generation.policy().settings.handshake_timeout);
         }
@@ -312,7 +316,7 @@ async fn read_head<S: ClientIo>(
                 buf.drain(..consumed);
                 // The request is decided by the policy current now, also the first one (its
                 // connection may have been accepted before a reload).
-                *generation = shard.current();
+                *generation = ctx.generation();
                 rec.generation = generation.id;
                 return Ok(value);
             }
@@ -320,9 +324,9 @@ async fn read_head<S: ClientIo>(
                 rec.error = Some(e.to_string());
                 answer(client, rec, e.status, &[]).await;
                 return Err(HeadEnd::Done(if e.status == 431 {
-                    "head_too_large"
+                    Outcome::HeadTooLarge
                 } else {
-                    "bad_request"
+                    Outcome::BadRequest
                 }));
             }
             Parsed::NeedMore => {}
@@ -338,14 +342,14 @@ async fn read_head<S: ClientIo>(
         };
         match super::before(due, read_more(client, buf, wire::MAX_HEAD + 1)).await {
             Ok(n) if n > 0 => {}
-            Ok(_) if buf.is_empty() => return Err(HeadEnd::Done("closed_before_request")),
-            Ok(_) => return Err(HeadEnd::Done("client_error")),
+            Ok(_) if buf.is_empty() => return Err(HeadEnd::Done(Outcome::ClosedBeforeRequest)),
+            Ok(_) => return Err(HeadEnd::Done(Outcome::ClientError)),
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                 if !buf.is_empty() {
                     answer(client, rec, 408, &[]).await;
                     linger(client).await;
                 }
-                return Err(HeadEnd::Done("handshake_timeout"));
+                return Err(HeadEnd::Done(Outcome::HandshakeTimeout));
             }
             Err(e) => return Err(HeadEnd::Done(io_outcome(&e))),
         }
@@ -354,7 +358,7 @@ async fn read_head<S: ClientIo>(
 
 #[allow(clippy::too_many_arguments)]
 pub async fn serve<S: ClientIo>(
-    shard: &Rc<Shard>,
+    ctx: &Ctx,
     generation: &GenRef,
     listener: &ListenerSpec,
     mut client: S,
@@ -376,7 +380,7 @@ pub async fn serve<S: ClientIo>(
             &mut client,
             &mut buf,
             &mut head_deadline,
-            shard,
+            ctx,
             &mut generation,
             rec,
         )
@@ -384,10 +388,10 @@ pub async fn serve<S: ClientIo>(
         {
             Ok(head) => head,
             Err(end) => {
-                release(shard, upstream.take());
+                release(ctx, upstream.take());
                 return match end {
-                    HeadEnd::Quiet if served > 0 => Next::Logged,
-                    HeadEnd::Quiet => Next::Done("closed_before_request"),
+                    HeadEnd::Quiet if served > 0 => Next::Reported,
+                    HeadEnd::Quiet => Next::Done(Outcome::ClosedBeforeRequest),
                     HeadEnd::Done(outcome) => Next::Done(outcome),
                 };
             }
@@ -412,12 +416,12 @@ pub async fn serve<S: ClientIo>(
             (Auth::None, _) | (Auth::Optional, None) => {}
             (Auth::Required, None) => {
                 answer(&mut client, rec, 407, &challenge).await;
-                return Next::Done("auth_required");
+                return Next::Done(Outcome::AuthRequired);
             }
             (_, Some(creds)) => {
                 rec.user = creds.username.clone();
                 let from = rec.client.unwrap_or(UNSPECIFIED).ip();
-                match shard
+                match ctx
                     .auth
                     .check(&generation, &creds.username, &creds.password, from, due)
                     .await
@@ -425,13 +429,13 @@ pub async fn serve<S: ClientIo>(
                     AuthOutcome::Accepted => user = creds.username,
                     AuthOutcome::Rejected => {
                         answer(&mut client, rec, 407, &challenge).await;
-                        return Next::Done("auth_failed");
+                        return Next::Done(Outcome::AuthFailed);
                     }
                     AuthOutcome::Busy => {
                         rec.error =
                             Some("password not verified in time (verifications busy)".into());
                         answer(&mut client, rec, 503, &[("Retry-After", "1")]).await;
-                        return Next::Done("auth_busy");
+                        return Next::Done(Outcome::AuthBusy);
                     }
                 }
             }
@@ -455,7 +459,7 @@ pub async fn serve<S: ClientIo>(
             } => (host.clone(), *port, Some(path_and_query.clone())),
             RequestTarget::Origin(_) => {
                 answer(&mut client, rec, 400, &[]).await;
-                return Next::Done("not_a_proxy_request");
+                return Next::Done(Outcome::NotAProxyRequest);
             }
         };
         let target = match host.parse::<std::net::IpAddr>() {
@@ -474,9 +478,9 @@ pub async fn serve<S: ClientIo>(
 
         if path.is_none() {
             // CONNECT: open, answer 200, relay.
-            release(shard, upstream.take());
+            release(ctx, upstream.take());
             let opened = match open_or_answer(
-                shard,
+                ctx,
                 &generation,
                 &conn,
                 &target,
@@ -493,7 +497,7 @@ pub async fn serve<S: ClientIo>(
             wire::encode_connect_established(&mut out);
             rec.status = Some(200);
             if client.write_all(&out).await.is_err() {
-                return Next::Done("client_error");
+                return Next::Done(Outcome::ClientError);
             }
             return Next::Tunnel {
                 client,
@@ -508,7 +512,7 @@ pub async fn serve<S: ClientIo>(
             Err(e) => {
                 rec.error = Some(e.to_string());
                 answer(&mut client, rec, e.status, &[]).await;
-                return Next::Done("bad_request");
+                return Next::Done(Outcome::BadRequest);
             }
         };
         // This request's decision picks the upstream: the previous request's connection is
@@ -519,7 +523,7 @@ pub async fn serve<S: ClientIo>(
             *held.borrow_mut() = Some((up.key, up.stream));
         }
         let opened = open_or_answer(
-            shard,
+            ctx,
             &generation,
             &conn,
             &target,
@@ -529,7 +533,7 @@ pub async fn serve<S: ClientIo>(
         )
         .await;
         if let Some((key, stream)) = held.borrow_mut().take() {
-            shard.dialer.park(key, stream);
+            ctx.dialer.park(key, stream);
         }
         let up = match opened {
             Ok(opened) => upstream.insert(Upstream::new(opened.dialed, idle)),
@@ -546,12 +550,12 @@ pub async fn serve<S: ClientIo>(
         let sent = up.stream.write_all(&out).await.is_ok();
         if !sent && !retry_on_silence {
             answer(&mut client, rec, 502, &[]).await;
-            return Next::Done("upstream_error");
+            return Next::Done(Outcome::UpstreamError);
         }
         let mut from_client = WaitLimited::new(&mut client, idle);
         match copy_body(body, &mut from_client, &mut buf, &mut up.stream).await {
             Ok(n) => rec.bytes_up += n + out.len() as u64,
-            Err(_) => return Next::Done("client_error"),
+            Err(_) => return Next::Done(Outcome::ClientError),
         }
         if retry_on_silence {
             let first = if sent { up.read_more().await } else { Ok(0) };
@@ -559,12 +563,12 @@ pub async fn serve<S: ClientIo>(
                 Ok(n) if n > 0 => {}
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                     answer(&mut client, rec, 504, &[]).await;
-                    return Next::Done("upstream_error");
+                    return Next::Done(Outcome::UpstreamError);
                 }
                 _ => {
                     // Closed or reset without a byte of answer: a fresh connection, once.
                     let opened = match open_or_answer(
-                        shard,
+                        ctx,
                         &generation,
                         &conn,
                         &target,
@@ -581,7 +585,7 @@ pub async fn serve<S: ClientIo>(
                     up.used = true;
                     if up.stream.write_all(&out).await.is_err() {
                         answer(&mut client, rec, 502, &[]).await;
-                        return Next::Done("upstream_error");
+                        return Next::Done(Outcome::UpstreamError);
                     }
                 }
             }
@@ -596,13 +600,13 @@ pub async fn serve<S: ClientIo>(
                     }
                     Parsed::Invalid(_) => {
                         answer(&mut client, rec, 502, &[]).await;
-                        return Next::Done("upstream_error");
+                        return Next::Done(Outcome::UpstreamError);
                     }
                     Parsed::NeedMore => match up.read_more().await {
                         Ok(n) if n > 0 => {}
                         Ok(_) => {
                             answer(&mut client, rec, 502, &[]).await;
-                            return Next::Done("upstream_closed");
+                            return Next::Done(Outcome::UpstreamClosed);
                         }
                         Err(e) => {
                             let status = if e.kind() == io::ErrorKind::TimedOut {
@@ -611,7 +615,7 @@ pub async fn serve<S: ClientIo>(
                                 502
                             };
                             answer(&mut client, rec, status, &[]).await;
-                            return Next::Done("upstream_error");
+                            return Next::Done(Outcome::UpstreamError);
                         }
                     },
                 }
@@ -620,7 +624,7 @@ pub async fn serve<S: ClientIo>(
                 let mut out = Vec::with_capacity(256);
                 wire::encode_response_head(&response, true, &mut out);
                 if client.write_all(&out).await.is_err() {
-                    return Next::Done("client_error");
+                    return Next::Done(Outcome::ClientError);
                 }
                 continue;
             }
@@ -628,7 +632,7 @@ pub async fn serve<S: ClientIo>(
                 Ok(b) => b,
                 Err(_) => {
                     answer(&mut client, rec, 502, &[]).await;
-                    return Next::Done("upstream_error");
+                    return Next::Done(Outcome::UpstreamError);
                 }
             };
             let keep = head.wants_keep_alive() && response.keep_alive() && body != Body::UntilClose;
@@ -641,25 +645,25 @@ pub async fn serve<S: ClientIo>(
         wire::encode_response_head(&response, keep, &mut out);
         let body = attach_ready_body(body, &mut up.buf, &mut out);
         if client.write_all(&out).await.is_err() {
-            return Next::Done("client_error");
+            return Next::Done(Outcome::ClientError);
         }
         rec.bytes_down += out.len() as u64;
         let mut from_upstream = WaitLimited::new(&mut up.stream, up.idle);
         match copy_body(body, &mut from_upstream, &mut up.buf, &mut client).await {
             Ok(n) => rec.bytes_down += n,
-            Err(_) => return Next::Done("upstream_error"),
+            Err(_) => return Next::Done(Outcome::UpstreamError),
         }
         up.reusable = delimited && response.keep_alive() && up.buf.is_empty();
         served += 1;
         if !keep {
-            release(shard, upstream.take());
-            return Next::Done("ok");
+            release(ctx, upstream.take());
+            return Next::Done(Outcome::Ok);
         }
         if !response.keep_alive() {
             upstream = None;
         }
-        rec.outcome = "ok";
-        shard.log.write(rec);
+        rec.outcome = Outcome::Ok;
+        (ctx.report)(rec);
     }
 }
 

@@ -16,18 +16,20 @@ use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use egressd_policy::model::{Action, ListenerProtocol};
+use egressd_policy::model::ListenerProtocol;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite};
 
-use crate::accesslog::{ConnRecord, rfc3339};
+use crate::accesslog::{ConnRecord, Timestamp};
+use crate::auth::Authenticator;
 use crate::conn::Conn;
-use crate::egress::dial::DialError;
-use crate::listen::Accepted;
-use crate::relay::{RelayEnd, relay};
-use crate::shard::{ListenerSpec, Shard};
-use crate::state::GenRef;
+use crate::dns::Resolver;
+use crate::egress::dial::{DialError, Dialer};
+use crate::listen::{Accepted, ListenerSpec};
+use crate::outcome::Outcome;
+use crate::relay::{BufPool, RelayEnd, relay};
+use crate::state::{Current, GenRef};
 use open::{OpenError, Opened};
 
 /// Largest handshake a client may send before its request is complete (SOCKS5 messages are
@@ -118,63 +120,40 @@ impl<S: AsyncRead + Unpin> AsyncRead for WaitLimited<'_, S> {
 }
 
 /// The access-log outcome for an I/O error during a handshake.
-pub fn io_outcome(e: &io::Error) -> &'static str {
+pub fn io_outcome(e: &io::Error) -> Outcome {
     if e.kind() == io::ErrorKind::TimedOut {
-        "handshake_timeout"
+        Outcome::HandshakeTimeout
     } else {
-        "client_error"
+        Outcome::ClientError
     }
 }
 
-fn action_name(a: Action) -> &'static str {
-    match a {
-        Action::Egress => "egress",
-        Action::Default => "default",
-        Action::Ingress => "ingress",
-        Action::Block => "block",
-    }
-}
-
-/// Fills the record's policy fields from an opened upstream (`generation`: the one that
-/// decided).
+/// Fills the record from an opened upstream (`generation`: the one that decided).
 pub fn record_opened(rec: &mut ConnRecord, generation: &GenRef, opened: &Opened) {
-    record_decision(rec, generation, &opened.decision);
+    rec.decided(generation, opened.decision);
     rec.dialled = Some(opened.dst);
     rec.egress = Some(opened.dialed.local);
-    rec.pool = opened.dialed.pool.clone();
     rec.fallback = opened.dialed.fallback.clone();
 }
 
-fn record_decision(
-    rec: &mut ConnRecord,
-    generation: &crate::state::Generation,
-    d: &egressd_policy::Decision,
-) {
-    rec.rule = d
-        .rule
-        .and_then(|r| generation.policy().rule(r))
-        .map(|r| r.name.clone());
-    rec.action = Some(action_name(d.action));
-}
-
-/// Fills the record from a failed open and returns its outcome name.
-pub fn record_open_error(rec: &mut ConnRecord, generation: &GenRef, e: &OpenError) -> &'static str {
+/// Fills the record from a failed open and returns its outcome.
+pub fn record_open_error(rec: &mut ConnRecord, generation: &GenRef, e: &OpenError) -> Outcome {
     rec.error = Some(e.to_string());
     match e {
-        OpenError::Resolve(_) => "resolve_failed",
-        OpenError::NoAddress => "no_address",
+        OpenError::Resolve(_) => Outcome::ResolveFailed,
+        OpenError::NoAddress => Outcome::NoAddress,
         OpenError::Dial {
             dst,
             decision,
             error,
         } => {
-            record_decision(rec, generation, decision);
+            rec.decided(generation, *decision);
             rec.dialled = Some(*dst);
             match error {
-                DialError::Blocked => "blocked",
-                DialError::Denied => "denied_destination",
-                DialError::NoEgress(_) => "no_egress",
-                DialError::Connect(_) => "connect_failed",
+                DialError::Blocked => Outcome::Blocked,
+                DialError::Denied => Outcome::DeniedDestination,
+                DialError::NoEgress(_) => Outcome::NoEgress,
+                DialError::Connect(_) => Outcome::ConnectFailed,
             }
         }
     }
@@ -198,14 +177,35 @@ impl ClientIo for futures_rustls::server::TlsStream<Conn> {
     }
 }
 
+/// What a session needs from the shard that runs it, and nothing else: the current
+/// generation, the dialer, the resolver, the password checker, relay buffers, and where
+/// finished requests are reported (the shard counts and logs them).
+pub struct Ctx {
+    pub current: Current,
+    pub dialer: Rc<Dialer>,
+    pub resolver: Resolver,
+    pub auth: Authenticator,
+    pub bufs: BufPool,
+    /// Takes each finished request's record (for forwarded HTTP, every request but the last
+    /// of a connection; the last one is `handle`'s return value).
+    pub report: Box<dyn Fn(&mut ConnRecord)>,
+}
+
+impl Ctx {
+    /// The current generation.
+    pub fn generation(&self) -> GenRef {
+        self.current.get()
+    }
+}
+
 /// Where a session's handshake left the connection. Returned once per connection, so the
 /// size difference between the variants costs nothing worth a box.
 #[allow(clippy::large_enum_variant)]
 pub enum Next<S = Conn> {
-    /// Finished (or failed) with this access-log outcome.
-    Done(&'static str),
-    /// Finished, and every request of the connection has its access-log line already.
-    Logged,
+    /// Finished (or failed) with this outcome.
+    Done(Outcome),
+    /// Finished, and every request of the connection has been reported already.
+    Reported,
     /// Tunnel established: relay these streams. `pending` holds client bytes that arrived
     /// with the handshake. The handshake's state is gone by now, so an idle tunnel costs only
     /// the relay's.
@@ -216,16 +216,16 @@ pub enum Next<S = Conn> {
     },
 }
 
-/// Relays an established tunnel and names the outcome (`None`: nothing left to log).
+/// Relays an established tunnel and names the outcome (`None`: nothing left to report).
 async fn finish<S: ClientIo>(
     next: Next<S>,
-    shard: &Shard,
+    ctx: &Ctx,
     generation: &GenRef,
     rec: &mut ConnRecord,
-) -> Option<&'static str> {
+) -> Option<Outcome> {
     Some(match next {
         Next::Done(outcome) => outcome,
-        Next::Logged => return None,
+        Next::Reported => return None,
         Next::Tunnel {
             client,
             upstream,
@@ -237,16 +237,17 @@ async fn finish<S: ClientIo>(
                 upstream,
                 pending,
                 settings.idle_timeout,
-                &shard.bufs,
+                &ctx.bufs,
                 settings.splice,
             )
             .await;
             rec.bytes_up += stats.up;
             rec.bytes_down += stats.down;
             match stats.end {
-                RelayEnd::Closed => "ok",
-                RelayEnd::Idle => "idle_timeout",
-                RelayEnd::Error => "relay_error",
+                RelayEnd::Closed => Outcome::Ok,
+                RelayEnd::Idle => Outcome::IdleTimeout,
+                RelayEnd::ClientFailed => Outcome::RelayErrorClient,
+                RelayEnd::UpstreamFailed => Outcome::RelayErrorUpstream,
             }
         }
     })
@@ -255,32 +256,28 @@ async fn finish<S: ClientIo>(
 /// An `https` listener's connection: the TLS handshake (under the handshake deadline), the
 /// client certificate's identity and device id, then the HTTP proxy session inside TLS.
 async fn serve_tls(
-    shard: &Rc<Shard>,
+    ctx: &Ctx,
     generation: &GenRef,
     listener: &ListenerSpec,
     stream: Conn,
     rec: &mut ConnRecord,
     deadline: Instant,
-) -> Option<&'static str> {
+) -> Option<Outcome> {
     rec.protocol = "https";
     let Some(config) = generation.tls.get(&*listener.name) else {
-        return Some("tls_not_configured");
+        return Some(Outcome::TlsNotConfigured);
     };
     let accept = futures_rustls::TlsAcceptor::from(config.clone()).accept(stream);
     let tls = match before(deadline, accept).await {
         Ok(tls) => tls,
         Err(e) => {
-            shard
-                .counters
-                .tls_failures
-                .set(shard.counters.tls_failures.get() + 1);
             // rustls' messages name the failure (bad certificate, unknown CA, timeout) and
             // never carry key material.
             rec.error = Some(e.to_string());
             return Some(if e.kind() == io::ErrorKind::TimedOut {
-                "handshake_timeout"
+                Outcome::HandshakeTimeout
             } else {
-                "tls_handshake_failed"
+                Outcome::TlsHandshakeFailed
             });
         }
     };
@@ -291,7 +288,7 @@ async fn serve_tls(
         .and_then(|c| c.first())
         .map(crate::tls::cert_identity);
     let next = Box::pin(http::serve(
-        shard,
+        ctx,
         generation,
         listener,
         tls,
@@ -301,18 +298,21 @@ async fn serve_tls(
         deadline,
     ))
     .await;
-    finish(next, shard, generation, rec).await
+    finish(next, ctx, generation, rec).await
 }
 
-pub async fn handle(shard: Rc<Shard>, accepted: Accepted, listener: Rc<ListenerSpec>) {
+/// Serves one accepted connection to its end. Returns the record of what is left to report
+/// (`None` when every request was reported through `Ctx::report` already).
+pub async fn handle(ctx: &Ctx, accepted: Accepted, listener: &ListenerSpec) -> Option<ConnRecord> {
     // TCP_NODELAY came with the socket from the listener.
     let Accepted { mut stream, peer } = accepted;
     let started = Instant::now();
-    let generation = shard.current();
+    let generation = ctx.generation();
     let mut rec = ConnRecord {
-        time: rfc3339(SystemTime::now()),
+        time: Timestamp::now(),
         started: Some(started),
-        listener: listener.name.to_string(),
+        listener: listener.name.clone(),
+        listener_index: listener.index,
         client: peer,
         generation: generation.id,
         ..ConnRecord::default()
@@ -320,9 +320,9 @@ pub async fn handle(shard: Rc<Shard>, accepted: Accepted, listener: Rc<ListenerS
     let deadline = started + generation.policy().settings.handshake_timeout;
     let outcome = if listener.protocols.contains(&ListenerProtocol::Https) {
         Box::pin(serve_tls(
-            &shard,
+            ctx,
             &generation,
-            &listener,
+            listener,
             stream,
             &mut rec,
             deadline,
@@ -332,7 +332,7 @@ pub async fn handle(shard: Rc<Shard>, accepted: Accepted, listener: Rc<ListenerS
         let mut buf = Vec::with_capacity(512);
         let first = read_more(&mut stream, &mut buf, MAX_HANDSHAKE);
         match before(deadline, first).await {
-            Ok(0) => Some("closed_before_request"),
+            Ok(0) => Some(Outcome::ClosedBeforeRequest),
             Err(e) => Some(io_outcome(&e)),
             Ok(_) => {
                 let allows = |p| listener.protocols.contains(&p);
@@ -341,16 +341,16 @@ pub async fn handle(shard: Rc<Shard>, accepted: Accepted, listener: Rc<ListenerS
                 if buf[0] == egressd_wire::socks5::VERSION && allows(ListenerProtocol::Socks5) {
                     rec.protocol = "socks5";
                     let next = Box::pin(socks5::serve(
-                        &shard, &listener, stream, buf, &mut rec, deadline,
+                        ctx, listener, stream, buf, &mut rec, deadline,
                     ))
                     .await;
-                    finish(next, &shard, &generation, &mut rec).await
+                    finish(next, ctx, &generation, &mut rec).await
                 } else if buf[0].is_ascii_alphabetic() && allows(ListenerProtocol::Http) {
                     rec.protocol = "http";
                     let next = Box::pin(http::serve(
-                        &shard,
+                        ctx,
                         &generation,
-                        &listener,
+                        listener,
                         stream,
                         buf,
                         &mut rec,
@@ -358,15 +358,15 @@ pub async fn handle(shard: Rc<Shard>, accepted: Accepted, listener: Rc<ListenerS
                         deadline,
                     ))
                     .await;
-                    finish(next, &shard, &generation, &mut rec).await
+                    finish(next, ctx, &generation, &mut rec).await
                 } else {
-                    Some("unknown_protocol")
+                    Some(Outcome::UnknownProtocol)
                 }
             }
         }
     };
-    if let Some(outcome) = outcome {
+    outcome.map(|outcome| {
         rec.outcome = outcome;
-        shard.log.write(&mut rec);
-    }
+        rec
+    })
 }

@@ -11,9 +11,9 @@ use egressd_policy::model::{Action, Protocol};
 use egressd_policy::{ConnMeta, Decision};
 use glommio::channels::local_channel;
 
+use super::Ctx;
 use crate::dns::DnsError;
-use crate::egress::dial::{DialCtx, DialError, Dialed, Reuse};
-use crate::shard::Shard;
+use crate::egress::dial::{DialCtx, DialError, Dialed, Dialer, Reuse};
 use crate::state::{GenRef, Generation};
 
 /// RFC 8305's recommended connection attempt delay.
@@ -116,7 +116,7 @@ pub fn decide(generation: &Generation, conn: &ConnInfo, host: &str, dst: SocketA
 /// the same destination is taken instead of a new one; the held connection's destination is
 /// tried first when it is among the candidates.
 pub async fn open(
-    shard: &Rc<Shard>,
+    ctx: &Ctx,
     generation: &GenRef,
     conn: &ConnInfo,
     target: &Target,
@@ -131,7 +131,7 @@ pub async fn open(
     let addrs: Vec<IpAddr> = match target.ip {
         Some(ip) => vec![ip],
         None => {
-            let found = shard
+            let found = ctx
                 .resolver
                 .lookup(&target.host)
                 .await
@@ -165,7 +165,7 @@ pub async fn open(
             }
         }
     }
-    let ctx = DialCtx {
+    let dial = DialCtx {
         user: conn.user.clone(),
         client: conn.client,
         ingress: conn.local,
@@ -173,9 +173,9 @@ pub async fn open(
     };
     if candidates.len() == 1 {
         let (dst, decision) = candidates[0];
-        return dial_one(shard.clone(), generation.clone(), decision, dst, ctx).await;
+        return dial_one(ctx.dialer.clone(), generation.clone(), decision, dst, dial).await;
     }
-    race(shard, generation, candidates, ctx).await
+    race(&ctx.dialer, generation, candidates, dial).await
 }
 
 /// Orders candidates: families by the first candidate's rule (RFC 8305: the preferred family
@@ -202,13 +202,13 @@ fn order(candidates: &mut Vec<(SocketAddr, Decision)>, generation: &Generation) 
 }
 
 async fn dial_one(
-    shard: Rc<Shard>,
+    dialer: Rc<Dialer>,
     generation: GenRef,
     decision: Decision,
     dst: SocketAddr,
     ctx: DialCtx,
 ) -> Result<Opened, OpenError> {
-    match shard.dialer.dial(&generation, &decision, dst, &ctx).await {
+    match dialer.dial(&generation, &decision, dst, &ctx).await {
         Ok(dialed) => Ok(Opened {
             dialed,
             dst,
@@ -225,7 +225,7 @@ async fn dial_one(
 /// Starts the attempts one `ATTEMPT_DELAY` apart (or at once when the previous one failed);
 /// the first success wins and the others are cancelled.
 async fn race(
-    shard: &Rc<Shard>,
+    dialer: &Rc<Dialer>,
     generation: &GenRef,
     candidates: Vec<(SocketAddr, Decision)>,
     ctx: DialCtx,
@@ -240,7 +240,7 @@ async fn race(
         if running == 0 {
             match pending.next() {
                 Some((dst, decision)) => {
-                    tasks.push(start(shard, generation, &tx, dst, decision, &ctx));
+                    tasks.push(start(dialer, generation, &tx, dst, decision, &ctx));
                     running += 1;
                 }
                 None => return Err(last_err.unwrap_or(OpenError::NoAddress)),
@@ -260,7 +260,7 @@ async fn race(
             }
             Some(None) => {
                 if let Some((dst, decision)) = pending.next() {
-                    tasks.push(start(shard, generation, &tx, dst, decision, &ctx));
+                    tasks.push(start(dialer, generation, &tx, dst, decision, &ctx));
                     running += 1;
                 }
             }
@@ -270,16 +270,17 @@ async fn race(
 }
 
 fn start(
-    shard: &Rc<Shard>,
+    dialer: &Rc<Dialer>,
     generation: &GenRef,
     tx: &Rc<local_channel::LocalSender<Result<Opened, OpenError>>>,
     dst: SocketAddr,
     decision: Decision,
     ctx: &DialCtx,
 ) -> glommio::Task<()> {
-    let (shard, generation, tx, ctx) = (shard.clone(), generation.clone(), tx.clone(), ctx.clone());
+    let (dialer, generation, tx, ctx) =
+        (dialer.clone(), generation.clone(), tx.clone(), ctx.clone());
     glommio::spawn_local(async move {
-        let r = dial_one(shard, generation, decision, dst, ctx).await;
+        let r = dial_one(dialer, generation, decision, dst, ctx).await;
         let _ = tx.try_send(r);
     })
 }

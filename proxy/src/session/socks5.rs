@@ -3,19 +3,19 @@
 //! the real egress address and port.
 
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use egressd_policy::model::Auth;
 use futures_lite::AsyncWriteExt;
 
 use super::open::{ConnInfo, OpenError, Target, open};
-use super::{Next, before, io_outcome, read_more, record_open_error, record_opened};
+use super::{Ctx, Next, before, io_outcome, read_more, record_open_error, record_opened};
 use crate::accesslog::ConnRecord;
 use crate::auth::AuthOutcome;
 use crate::conn::Conn;
 use crate::egress::dial::{DialError, Reuse};
-use crate::shard::{ListenerSpec, Shard};
+use crate::listen::ListenerSpec;
+use crate::outcome::Outcome;
 use egressd_wire::socks5::{self as wire, Command, Parsed, Reply};
 
 /// Largest SOCKS5 handshake message (a domain request is at most 262 bytes).
@@ -34,7 +34,7 @@ async fn next<T>(
     buf: &mut Vec<u8>,
     deadline: Instant,
     parse: impl Fn(&[u8]) -> Parsed<T, wire::Socks5Error>,
-) -> Result<T, Result<wire::Socks5Error, &'static str>> {
+) -> Result<T, Result<wire::Socks5Error, Outcome>> {
     loop {
         match parse(buf) {
             Parsed::Done { value, consumed } => {
@@ -43,7 +43,7 @@ async fn next<T>(
             }
             Parsed::Invalid(e) => return Err(Ok(e)),
             Parsed::NeedMore => match before(deadline, read_more(stream, buf, MAX_MESSAGE)).await {
-                Ok(0) => return Err(Err("closed_before_request")),
+                Ok(0) => return Err(Err(Outcome::ClosedBeforeRequest)),
                 Ok(_) => {}
                 Err(e) => return Err(Err(io_outcome(&e))),
             },
@@ -58,19 +58,19 @@ async fn reply(stream: &mut Conn, code: Reply, bound: SocketAddr) {
 }
 
 /// Answers a malformed message: its reply code if it has one, then close.
-async fn refuse(stream: &mut Conn, e: wire::Socks5Error, rec: &mut ConnRecord) -> &'static str {
+async fn refuse(stream: &mut Conn, e: wire::Socks5Error, rec: &mut ConnRecord) -> Outcome {
     rec.error = Some(e.message.to_string());
     if let Some(code) = e.reply {
         reply(stream, code, UNSPECIFIED).await;
         if code == Reply::CommandNotSupported {
-            return "unsupported_command";
+            return Outcome::UnsupportedCommand;
         }
     }
-    "bad_request"
+    Outcome::BadRequest
 }
 
 pub async fn serve(
-    shard: &Rc<Shard>,
+    ctx: &Ctx,
     listener: &ListenerSpec,
     mut stream: Conn,
     mut buf: Vec<u8>,
@@ -84,7 +84,7 @@ pub async fn serve(
     };
     // Authenticated and decided by the policy current once the client has spoken (its
     // connection may have been accepted before a reload).
-    let generation = &shard.current();
+    let generation = &ctx.generation();
     rec.generation = generation.id;
     let auth = generation
         .policy()
@@ -103,10 +103,10 @@ pub async fn serve(
         .await
         .is_err()
     {
-        return Next::Done("client_error");
+        return Next::Done(Outcome::ClientError);
     }
     if method == wire::METHOD_NO_ACCEPTABLE {
-        return Next::Done("auth_required");
+        return Next::Done(Outcome::AuthRequired);
     }
     let mut user = String::new();
     if method == wire::METHOD_USERPASS {
@@ -117,7 +117,7 @@ pub async fn serve(
         };
         rec.user = creds.username.clone();
         let client = rec.client.unwrap_or(UNSPECIFIED).ip();
-        let outcome = shard
+        let outcome = ctx
             .auth
             .check(
                 generation,
@@ -131,7 +131,7 @@ pub async fn serve(
             AuthOutcome::Accepted => {}
             AuthOutcome::Rejected => {
                 let _ = stream.write_all(&wire::encode_userpass_status(false)).await;
-                return Next::Done("auth_failed");
+                return Next::Done(Outcome::AuthFailed);
             }
             AuthOutcome::Busy => {
                 // RFC 1929 has no temporary failure: a non-zero status reads as a wrong
@@ -147,7 +147,7 @@ pub async fn serve(
                     reply(&mut stream, Reply::GeneralFailure, UNSPECIFIED).await;
                 }
                 rec.error = Some("password not verified in time (verifications busy)".into());
-                return Next::Done("auth_busy");
+                return Next::Done(Outcome::AuthBusy);
             }
         }
         let _ = stream.write_all(&wire::encode_userpass_status(true)).await;
@@ -173,7 +173,7 @@ pub async fn serve(
     rec.host = target.display();
     if request.command != Command::Connect {
         reply(&mut stream, Reply::CommandNotSupported, UNSPECIFIED).await;
-        return Next::Done("unsupported_command");
+        return Next::Done(Outcome::UnsupportedCommand);
     }
     let conn = ConnInfo {
         listener: listener.name.clone(),
@@ -185,7 +185,7 @@ pub async fn serve(
         user,
         device: None,
     };
-    let opened = match Box::pin(open(shard, generation, &conn, &target, Reuse::Never)).await {
+    let opened = match Box::pin(open(ctx, generation, &conn, &target, Reuse::Never)).await {
         Ok(o) => o,
         Err(e) => {
             let outcome = record_open_error(rec, generation, &e);
@@ -197,7 +197,7 @@ pub async fn serve(
     let mut out = Vec::with_capacity(22);
     wire::encode_reply(Reply::Succeeded, opened.dialed.local, &mut out);
     if stream.write_all(&out).await.is_err() {
-        return Next::Done("client_error");
+        return Next::Done(Outcome::ClientError);
     }
     Next::Tunnel {
         client: stream,
