@@ -30,8 +30,6 @@ use argon2::password_hash::{PasswordHash, PasswordVerifier, Salt};
 use egressd_policy::model::User;
 use sha2::{Digest, Sha256};
 
-use crate::state::GenRef;
-
 /// Checks waiting for the verification thread, per shard, from clean addresses and from
 /// suspect ones: each line has its own bound, so suspects cannot fill the clean line; more
 /// are answered `Busy` at once.
@@ -127,19 +125,20 @@ impl Authenticator {
         f.last = now;
     }
 
-    /// Checks `user`/`password` for a client at `client`, giving up at `deadline`.
+    /// Checks `user`/`password` for a client at `client` against the users of `generation`,
+    /// giving up at `deadline`.
     pub async fn check(
         &self,
-        generation: &GenRef,
+        generation: &dyn Credentials,
         user: &str,
         password: &str,
         client: IpAddr,
         deadline: Instant,
     ) -> AuthOutcome {
         let client = egressd_policy::meta::canonical_ip(client);
-        let hash = generation.user(user).and_then(|u| u.password.as_ref());
+        let hash = generation.password_hash(user);
         let digest = self.digest(password);
-        if hash.is_some() && self.verified.borrow().get(user) == Some(&(generation.id, digest)) {
+        if hash.is_some() && self.verified.borrow().get(user) == Some(&(generation.id(), digest)) {
             return AuthOutcome::Accepted;
         }
         let failures = self.failures(client);
@@ -160,7 +159,7 @@ impl Authenticator {
         // Unknown users cost what known ones do: the same verification, against a hash no
         // password matches.
         let known = hash.is_some();
-        let phc = hash.map_or_else(|| generation.dummy_hash.clone(), |h| h.0.clone());
+        let phc = hash.unwrap_or(generation.dummy_hash()).to_owned();
         let pw = password.to_string();
         let verified = glommio::executor()
             .spawn_blocking(move || {
@@ -180,9 +179,19 @@ impl Authenticator {
         if cache.len() >= MAX_CACHED {
             cache.clear();
         }
-        cache.insert(user.to_string(), (generation.id, digest));
+        cache.insert(user.to_string(), (generation.id(), digest));
         AuthOutcome::Accepted
     }
+}
+
+/// What a password check reads from the generation it runs under.
+pub trait Credentials {
+    /// The PHC string of `user`'s configured password hash.
+    fn password_hash(&self, user: &str) -> Option<&str>;
+    /// What an unknown user's password is verified against (`dummy_hash`).
+    fn dummy_hash(&self) -> &str;
+    /// The generation's id: a cached verification holds for one generation.
+    fn id(&self) -> u64;
 }
 
 /// One check under way from an address, counted while it lives.

@@ -195,7 +195,7 @@ mod tests {
     use super::*;
     use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
-    use crate::readiness::on_test_shard as on_shard;
+    use crate::testutil::on_test_shard as on_shard;
 
     fn prepared() -> Socket {
         let s = Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();

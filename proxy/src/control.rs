@@ -13,6 +13,20 @@ use egressd_policy::{Policy, Severity, check_str};
 use crate::files::{Source, load};
 use crate::state::{Generation, GenerationError, Shared};
 
+/// The configuration `egressd` runs with when given none.
+pub const DEFAULT_CONFIG: &str = r#"# egressd's built-in default: one local listener, no authentication, everything leaves
+# from the default address.
+[[listener]]
+name = "default"
+bind = "127.0.0.1:1080"
+protocols = ["socks5", "http"]
+auth = "none"
+
+[[rule]]
+name = "catch-all"
+action = "default"
+"#;
+
 /// Where a policy comes from.
 pub trait PolicySource: Send + Sync {
     /// For log lines: the file, the built-in default, an etcd key.
@@ -46,7 +60,7 @@ impl PolicySource for BuiltinSource {
     }
 
     fn load(&self) -> Result<Policy, LoadError> {
-        check_str("<built-in default>", crate::run::DEFAULT_CONFIG)
+        check_str("<built-in default>", DEFAULT_CONFIG)
             .policy
             .ok_or(LoadError::Invalid {
                 source: self.describe(),

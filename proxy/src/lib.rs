@@ -22,4 +22,6 @@ mod session;
 mod shard;
 mod sockopt;
 mod state;
+#[cfg(test)]
+mod testutil;
 mod tls;

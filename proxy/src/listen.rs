@@ -92,7 +92,7 @@ impl Drop for Listener {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::readiness::on_test_shard as on_shard;
+    use crate::testutil::on_test_shard as on_shard;
 
     #[test]
     fn accepted_connections_inherit_nodelay_and_know_the_peer() {

@@ -235,42 +235,6 @@ fn slot_mut<'a>(slots: &'a mut Vec<Slot>, stream: &impl AsRawFd) -> Option<&'a m
     slots.get_mut(index)
 }
 
-/// Test support: runs `f` on a one-off glommio executor with a readiness poller of its own.
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-pub fn on_test_shard<F, Fut>(f: F)
-where
-    F: FnOnce(Rc<Readiness>) -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + 'static,
-{
-    glommio::LocalExecutorBuilder::default()
-        .io_memory(64 * 1024)
-        .spawn(move || async move {
-            let readiness = Readiness::new().unwrap();
-            glommio::spawn_local(readiness.clone().run()).detach();
-            f(readiness).await;
-        })
-        .unwrap()
-        .join()
-        .unwrap();
-}
-
-/// Test support: the two ends of one loopback connection, both driven by `r`.
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-pub async fn test_pair(r: &Rc<Readiness>) -> (crate::conn::Conn, crate::conn::Conn) {
-    let listener = crate::listen::Listener::bind("127.0.0.1:0".parse().unwrap(), r).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.set_nonblocking(true).unwrap();
-    let (a, b) = futures_lite::future::zip(
-        crate::conn::Conn::connect(socket, addr, std::time::Duration::from_secs(5), r),
-        listener.accept(),
-    )
-    .await;
-    (a.unwrap(), b.unwrap().stream)
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -280,7 +244,7 @@ mod tests {
     use crate::session::WaitLimited;
     use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
-    use {on_test_shard as on_shard, test_pair as pair};
+    use crate::testutil::{on_test_shard as on_shard, test_pair as pair};
 
     /// One read; a wake-up that never comes fails the test (after 5 s) instead of hanging it.
     async fn read(s: &mut Conn, buf: &mut [u8]) -> usize {

@@ -429,7 +429,8 @@ mod tests {
     use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
-    use crate::readiness::{Readiness, on_test_shard as on_shard, test_pair as pair};
+    use crate::readiness::Readiness;
+    use crate::testutil::{on_test_shard as on_shard, test_pair as pair};
 
     fn pattern(len: usize, seed: u8) -> Vec<u8> {
         (0..len).map(|i| (i % 253) as u8 ^ seed).collect()

@@ -31,19 +31,7 @@ const IO_MEMORY: usize = 64 * 1024;
 /// RLIMIT_MEMLOCK glommio needs for its rings.
 const MIN_MEMLOCK: u64 = 512 * 1024;
 
-/// The configuration `egressd` runs with when given none.
-pub const DEFAULT_CONFIG: &str = r#"# egressd's built-in default: one local listener, no authentication, everything leaves
-# from the default address.
-[[listener]]
-name = "default"
-bind = "127.0.0.1:1080"
-protocols = ["socks5", "http"]
-auth = "none"
-
-[[rule]]
-name = "catch-all"
-action = "default"
-"#;
+pub use crate::control::DEFAULT_CONFIG;
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("EGRESSD_LOG")

@@ -107,6 +107,22 @@ impl Generation {
     }
 }
 
+impl crate::auth::Credentials for Generation {
+    fn password_hash(&self, user: &str) -> Option<&str> {
+        self.user(user)
+            .and_then(|u| u.password.as_ref())
+            .map(|h| h.0.as_str())
+    }
+
+    fn dummy_hash(&self) -> &str {
+        &self.dummy_hash
+    }
+
+    fn id(&self) -> u64 {
+        self.id
+    }
+}
+
 /// What shards read the current generation from.
 pub type Shared = Arc<ArcSwap<Generation>>;
 

@@ -423,7 +423,7 @@ pub async fn serve<S: ClientIo>(
                 let from = rec.client.unwrap_or(UNSPECIFIED).ip();
                 match ctx
                     .auth
-                    .check(&generation, &creds.username, &creds.password, from, due)
+                    .check(&**generation, &creds.username, &creds.password, from, due)
                     .await
                 {
                     AuthOutcome::Accepted => user = creds.username,

@@ -120,7 +120,7 @@ pub async fn serve(
         let outcome = ctx
             .auth
             .check(
-                generation,
+                &***generation,
                 &creds.username,
                 &creds.password,
                 client,
