@@ -388,3 +388,207 @@ impl Dialer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{decision_of, generation, listener, on_test_shard as on_shard};
+
+    /// 203.0.113.x is on no interface of a test machine: binding it fails locally, and nothing
+    /// is ever sent to it.
+    const POLICY: &str = r#"
+[proxy]
+deny_destinations = ["127.0.0.9/32"]
+
+[[listener]]
+name = "main"
+bind = "127.0.0.1:0"
+
+[[pool]]
+name = "first-gone"
+ipv4 = ["203.0.113.77", "127.0.0.3"]
+fallback = "deny"
+
+[[pool]]
+name = "all-gone"
+ipv4 = ["203.0.113.77"]
+fallback = "deny"
+
+[[pool]]
+name = "gone-then-default"
+ipv4 = ["203.0.113.78"]
+fallback = "default"
+
+[[rule]]
+name = "first-gone"
+when = "net.dst.port == 1"
+action = "egress"
+pool = "first-gone"
+
+[[rule]]
+name = "all-gone"
+when = "net.dst.port == 2"
+action = "egress"
+pool = "all-gone"
+
+[[rule]]
+name = "gone-then-default"
+when = "net.dst.port == 3"
+action = "egress"
+pool = "gone-then-default"
+
+[[rule]]
+name = "blocked"
+when = "net.dst.port == 4"
+action = "block"
+
+[[rule]]
+name = "ingress"
+when = "net.dst.port == 5"
+action = "ingress"
+
+[[rule]]
+name = "default"
+action = "default"
+"#;
+
+    fn who(reuse: Reuse) -> DialCtx {
+        DialCtx {
+            user: "alice".into(),
+            client: "127.0.0.1:40000".parse().unwrap(),
+            ingress: "127.0.0.4:1080".parse().unwrap(),
+            reuse,
+        }
+    }
+
+    #[test]
+    fn each_action_leaves_from_its_address_and_the_server_sees_it() {
+        on_shard(|r| async move {
+            let g = generation(POLICY);
+            let dialer = Rc::new(Dialer::new(2, r.clone()));
+            let upstream = listener(&r, "127.0.0.1");
+            let dst = upstream.local_addr().unwrap();
+            for (rule, source, fallback) in [
+                ("default", "127.0.0.1", false),
+                // The first address is not on this host: cooled down, the next one serves.
+                ("first-gone", "127.0.0.3", false),
+                ("gone-then-default", "127.0.0.1", true),
+                ("ingress", "127.0.0.4", false),
+            ] {
+                let d = decision_of(&g, rule);
+                let (dialed, accepted) = futures_lite::future::zip(
+                    dialer.dial(&g, &d, dst, &who(Reuse::Never)),
+                    upstream.accept(),
+                )
+                .await;
+                let dialed = dialed.unwrap_or_else(|e| panic!("{rule}: {e}"));
+                let seen = accepted.unwrap().peer.unwrap();
+                assert_eq!(seen.ip().to_string(), source, "{rule}");
+                assert_eq!(
+                    dialed.local, seen,
+                    "{rule}: the egress reported is the one seen"
+                );
+                assert_eq!(
+                    dialed.fallback.is_some(),
+                    fallback,
+                    "{rule}: {:?}",
+                    dialed.fallback
+                );
+            }
+            // The failed address cools down: the next dial goes straight to the good one.
+            let now = dialer.now_ms();
+            assert!(
+                dialer
+                    .cooldown
+                    .borrow()
+                    .is_down("203.0.113.77".parse().unwrap(), now)
+            );
+        });
+    }
+
+    #[test]
+    fn refusals_name_their_reason() {
+        on_shard(|r| async move {
+            let g = generation(POLICY);
+            let dialer = Rc::new(Dialer::new(2, r.clone()));
+            let upstream = listener(&r, "127.0.0.1");
+            let dst = upstream.local_addr().unwrap();
+            let dial = |rule: &str, dst: SocketAddr| {
+                let d = decision_of(&g, rule);
+                let dialer = dialer.clone();
+                let g = g.clone();
+                async move { dialer.dial(&g, &d, dst, &who(Reuse::Never)).await }
+            };
+            assert!(matches!(
+                dial("blocked", dst).await,
+                Err(DialError::Blocked)
+            ));
+            assert!(
+                matches!(dial("all-gone", dst).await, Err(DialError::NoEgress(why)) if why.contains("203.0.113.77"))
+            );
+            let denied = SocketAddr::new("127.0.0.9".parse().unwrap(), dst.port());
+            assert!(matches!(
+                dial("default", denied).await,
+                Err(DialError::Denied)
+            ));
+            // Nothing listens there: refused, which is the destination's answer, not ours.
+            drop(upstream);
+            match dial("default", dst).await {
+                Err(DialError::Connect(e)) => {
+                    assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused)
+                }
+                other => panic!("{other:?}"),
+            }
+        });
+    }
+
+    #[test]
+    fn a_parked_connection_is_reused_only_for_the_same_source_and_destination() {
+        on_shard(|r| async move {
+            let g = generation(POLICY);
+            let dialer = Rc::new(Dialer::new(2, r.clone()));
+            let upstream = listener(&r, "127.0.0.1");
+            let dst = upstream.local_addr().unwrap();
+            let held: Held = Rc::new(RefCell::new(None));
+            let default = decision_of(&g, "default");
+            let (first, server) = futures_lite::future::zip(
+                dialer.dial(&g, &default, dst, &who(Reuse::Idle(held.clone()))),
+                upstream.accept(),
+            )
+            .await;
+            let (first, _server) = (first.unwrap(), server.unwrap());
+            assert!(!first.reused);
+            let first_local = first.local;
+            dialer.park(first.reuse_key, first.stream);
+            // Same source and destination: the parked connection, no new accept.
+            let again = dialer
+                .dial(&g, &default, dst, &who(Reuse::Idle(held.clone())))
+                .await
+                .unwrap();
+            assert!(again.reused);
+            assert_eq!(again.local, first_local);
+            dialer.park(again.reuse_key, again.stream);
+            // Another source (the pool's address): a new connection.
+            let pool = decision_of(&g, "first-gone");
+            let (other, accepted) = futures_lite::future::zip(
+                dialer.dial(&g, &pool, dst, &who(Reuse::Idle(held.clone()))),
+                upstream.accept(),
+            )
+            .await;
+            let other = other.unwrap();
+            assert!(!other.reused);
+            assert_eq!(
+                accepted.unwrap().peer.unwrap().ip().to_string(),
+                "127.0.0.3"
+            );
+            // A tunnel never takes a parked connection.
+            let (tunnel, accepted) = futures_lite::future::zip(
+                dialer.dial(&g, &default, dst, &who(Reuse::Never)),
+                upstream.accept(),
+            )
+            .await;
+            assert!(!tunnel.unwrap().reused);
+            accepted.unwrap();
+        });
+    }
+}

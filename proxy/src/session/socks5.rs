@@ -259,3 +259,184 @@ mod tests {
         assert_eq!(reply_for(&OpenError::NoAddress), Reply::HostUnreachable);
     }
 }
+
+/// The session driven end to end over loopback sockets: a client speaking raw RFC 1928 bytes
+/// on one side, a real upstream listener on the other.
+#[cfg(test)]
+mod session_tests {
+    use std::rc::Rc;
+
+    use egressd_policy::model::ListenerProtocol;
+    use futures_lite::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::outcome::Side;
+    use crate::testutil::{
+        SESSION_HOSTS, SESSION_POLICY, ctx, listener, listener_spec, on_test_shard as on_shard,
+        serve, test_pair as pair,
+    };
+
+    fn request(cmd: u8, dst: SocketAddr) -> Vec<u8> {
+        let SocketAddr::V4(v4) = dst else {
+            unreachable!()
+        };
+        let mut out = vec![5, cmd, 0, 1];
+        out.extend(v4.ip().octets());
+        out.extend(v4.port().to_be_bytes());
+        out
+    }
+
+    fn domain_request(host: &str, port: u16) -> Vec<u8> {
+        let mut out = vec![5, 1, 0, 3, host.len() as u8];
+        out.extend(host.as_bytes());
+        out.extend(port.to_be_bytes());
+        out
+    }
+
+    #[test]
+    fn a_connect_is_relayed_from_the_address_the_reply_names_and_reported_once() {
+        on_shard(|r| async move {
+            let (ctx, _) = ctx(&r, SESSION_POLICY, SESSION_HOSTS);
+            let ctx = Rc::new(ctx);
+            let upstream = listener(&r, "127.0.0.1");
+            let dst = upstream.local_addr().unwrap();
+            let (mut app, server_side) = pair(&r).await;
+            let session = serve(
+                &ctx,
+                listener_spec("main", &[ListenerProtocol::Socks5], Auth::None),
+                server_side,
+            );
+            app.write_all(&[5, 1, 0]).await.unwrap();
+            app.write_all(&domain_request("upstream.test", dst.port()))
+                .await
+                .unwrap();
+            let mut up = upstream.accept().await.unwrap();
+            let mut head = [0u8; 12];
+            app.read_exact(&mut head).await.unwrap();
+            assert_eq!(&head[..2], &[5, 0], "no authentication chosen");
+            assert_eq!(&head[2..6], &[5, 0, 0, 1], "succeeded, IPv4 bound address");
+            let bound = SocketAddr::from((
+                [head[6], head[7], head[8], head[9]],
+                u16::from_be_bytes([head[10], head[11]]),
+            ));
+            assert_eq!(Some(bound), up.peer, "BND is the address the upstream saw");
+            app.write_all(b"ping").await.unwrap();
+            let mut got = [0u8; 4];
+            up.stream.read_exact(&mut got).await.unwrap();
+            assert_eq!(&got, b"ping");
+            up.stream.write_all(b"pong!").await.unwrap();
+            let mut got = [0u8; 5];
+            app.read_exact(&mut got).await.unwrap();
+            assert_eq!(&got, b"pong!");
+            drop(app);
+            drop(up);
+            let rec = session.await.unwrap();
+            assert_eq!(rec.outcome, Outcome::Ok);
+            assert_eq!(rec.side, None);
+            assert_eq!((rec.bytes_up, rec.bytes_down), (4, 5));
+            assert_eq!(rec.protocol, "socks5");
+            assert_eq!(rec.host, format!("upstream.test:{}", dst.port()));
+            assert_eq!(rec.dialled, Some(dst));
+            assert_eq!(rec.egress, Some(bound));
+            assert_eq!(rec.rule.as_deref(), Some("default"));
+            assert_eq!(rec.action, Some("default"));
+        });
+    }
+
+    /// Sends `bytes` and reads everything until the session closes; returns what the client
+    /// read and the record.
+    async fn exchange(
+        r: &Rc<crate::readiness::Readiness>,
+        listener: &str,
+        bytes: &[u8],
+    ) -> (Vec<u8>, ConnRecord) {
+        let (ctx, reported) = ctx(r, SESSION_POLICY, SESSION_HOSTS);
+        let ctx = Rc::new(ctx);
+        let (mut app, server_side) = pair(r).await;
+        let session = serve(
+            &ctx,
+            listener_spec(listener, &[ListenerProtocol::Socks5], Auth::None),
+            server_side,
+        );
+        app.write_all(bytes).await.unwrap();
+        let mut got = Vec::new();
+        let _ = app.read_to_end(&mut got).await;
+        let rec = session.await.unwrap();
+        assert!(reported.borrow().is_empty(), "one record, returned");
+        (got, rec)
+    }
+
+    #[test]
+    fn every_refusal_gets_its_reply_code_and_outcome() {
+        on_shard(|r| async move {
+            let port4 = SocketAddr::from(([127, 0, 0, 1], 4));
+            let mut blocked = vec![5, 1, 0];
+            blocked.extend(request(1, port4));
+            let (got, rec) = exchange(&r, "main", &blocked).await;
+            assert_eq!(
+                &got[..4],
+                &[5, 0, 5, 2],
+                "connection not allowed by ruleset"
+            );
+            assert_eq!(rec.outcome, Outcome::Blocked);
+            assert_eq!(rec.side, Some(Side::Policy));
+            assert_eq!(rec.rule.as_deref(), Some("blocked-port"));
+
+            let mut named = vec![5, 1, 0];
+            named.extend(domain_request("blocked.test", 80));
+            let (got, rec) = exchange(&r, "main", &named).await;
+            assert_eq!(&got[..4], &[5, 0, 5, 2]);
+            assert_eq!(rec.rule.as_deref(), Some("blocked-name"));
+
+            let denied = SocketAddr::from(([127, 0, 0, 9], 80));
+            let mut deny = vec![5, 1, 0];
+            deny.extend(request(1, denied));
+            let (got, rec) = exchange(&r, "main", &deny).await;
+            assert_eq!(&got[..4], &[5, 0, 5, 2]);
+            assert_eq!(rec.outcome, Outcome::DeniedDestination);
+
+            let mut bind = vec![5, 1, 0];
+            bind.extend(request(2, port4));
+            let (got, rec) = exchange(&r, "main", &bind).await;
+            assert_eq!(&got[..4], &[5, 0, 5, 7], "command not supported");
+            assert_eq!(rec.outcome, Outcome::UnsupportedCommand);
+            assert_eq!(rec.side, Some(Side::Client));
+
+            let (got, rec) = exchange(&r, "locked", &[5, 1, 0]).await;
+            assert_eq!(got, [5, 0xFF], "no acceptable method");
+            assert_eq!(rec.outcome, Outcome::AuthRequired);
+
+            let mut v6only = vec![5, 1, 0];
+            v6only.extend(domain_request("v6only.test", 80));
+            let (got, rec) = exchange(&r, "main", &v6only).await;
+            assert_eq!(&got[..4], &[5, 0, 5, 4], "host unreachable");
+            assert_eq!(rec.outcome, Outcome::NoAddress);
+
+            // A request of another protocol version.
+            let (got, rec) = exchange(&r, "main", &[5, 1, 0, 4, 1, 0, 1]).await;
+            assert_eq!(&got[..2], &[5, 0]);
+            assert_eq!(rec.outcome, Outcome::BadRequest);
+        });
+    }
+
+    #[test]
+    fn a_handshake_that_stops_halfway_ends_at_the_deadline() {
+        on_shard(|r| async move {
+            let (ctx, _) = ctx(&r, SESSION_POLICY, SESSION_HOSTS);
+            let ctx = Rc::new(ctx);
+            let (mut app, server_side) = pair(&r).await;
+            let session = serve(
+                &ctx,
+                listener_spec("main", &[ListenerProtocol::Socks5], Auth::None),
+                server_side,
+            );
+            // Greeting, then half a request, then nothing.
+            app.write_all(&[5, 1, 0, 5, 1]).await.unwrap();
+            let rec = session.await.unwrap();
+            assert_eq!(rec.outcome, Outcome::HandshakeTimeout);
+            let mut got = Vec::new();
+            let _ = app.read_to_end(&mut got).await;
+            assert_eq!(got, [5, 0], "the method choice, then the close");
+        });
+    }
+}
