@@ -734,3 +734,238 @@ mod tests {
         );
     }
 }
+
+/// The session driven end to end over loopback sockets: raw HTTP/1.1 from a client on one
+/// side, a real upstream server on the other.
+#[cfg(test)]
+mod session_tests {
+    use std::rc::Rc;
+
+    use egressd_policy::model::ListenerProtocol;
+
+    use super::*;
+    use crate::conn::Conn;
+    use crate::outcome::Side;
+    use crate::testutil::{
+        SESSION_HOSTS, SESSION_POLICY, ctx, listener, listener_spec, on_test_shard as on_shard,
+        serve, test_pair as pair,
+    };
+
+    /// Reads one request head (up to the blank line) from `c`.
+    async fn read_head(c: &mut Conn) -> String {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(c.read(&mut byte).await.unwrap(), 1, "head cut short");
+            head.push(byte[0]);
+        }
+        String::from_utf8(head).unwrap()
+    }
+
+    /// Reads one response with a Content-Length body.
+    async fn read_response(c: &mut Conn) -> (String, Vec<u8>) {
+        let head = read_head(c).await;
+        let len = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse::<usize>().unwrap())
+            })
+            .unwrap_or(0);
+        let mut body = vec![0u8; len];
+        c.read_exact(&mut body).await.unwrap();
+        (head, body)
+    }
+
+    fn http_spec(name: &str) -> ListenerSpec {
+        listener_spec(name, &[ListenerProtocol::Http], Auth::None)
+    }
+
+    #[test]
+    fn kept_requests_are_forwarded_over_one_upstream_and_reported_one_by_one() {
+        on_shard(|r| async move {
+            let (ctx, reported) = ctx(&r, SESSION_POLICY, SESSION_HOSTS);
+            let ctx = Rc::new(ctx);
+            let upstream = listener(&r, "127.0.0.1");
+            let port = upstream.local_addr().unwrap().port();
+            let (mut app, server_side) = pair(&r).await;
+            let session = serve(&ctx, http_spec("main"), server_side);
+            let server = glommio::spawn_local(async move {
+                let mut up = upstream.accept().await.unwrap();
+                let mut heads = Vec::new();
+                for body in ["one", "two"] {
+                    heads.push(read_head(&mut up.stream).await);
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    up.stream.write_all(answer.as_bytes()).await.unwrap();
+                }
+                heads
+            });
+            for (path, body) in [("/a", "one"), ("/b", "two")] {
+                let req = format!(
+                    "GET http://upstream.test:{port}{path} HTTP/1.1\r\nHost: upstream.test:{port}\r\nProxy-Connection: keep-alive\r\n\r\n"
+                );
+                app.write_all(req.as_bytes()).await.unwrap();
+                let (head, got) = read_response(&mut app).await;
+                assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+                assert_eq!(got, body.as_bytes());
+            }
+            drop(app);
+            assert!(
+                session.await.is_none(),
+                "every request was reported already"
+            );
+            let heads = server.await;
+            assert!(
+                heads[0].starts_with("GET /a HTTP/1.1\r\n"),
+                "origin form upstream: {}",
+                heads[0]
+            );
+            assert!(
+                !heads[0].to_ascii_lowercase().contains("proxy-connection"),
+                "hop-by-hop removed"
+            );
+            assert!(heads[1].starts_with("GET /b HTTP/1.1\r\n"));
+            let reported = reported.borrow();
+            assert_eq!(reported.len(), 2);
+            for rec in reported.iter() {
+                assert_eq!(rec.outcome, Outcome::Ok);
+                assert_eq!(rec.status, Some(200));
+                assert_eq!(rec.method.as_deref(), Some("GET"));
+                assert_eq!(rec.rule.as_deref(), Some("default"));
+                assert!(rec.bytes_down > 0 && rec.bytes_up > 0);
+            }
+        });
+    }
+
+    /// Sends `request` on a fresh connection and reads the answer until the session closes.
+    async fn refused(
+        r: &Rc<crate::readiness::Readiness>,
+        listener: &str,
+        request: &str,
+    ) -> (String, ConnRecord) {
+        let (ctx, _) = ctx(r, SESSION_POLICY, SESSION_HOSTS);
+        let ctx = Rc::new(ctx);
+        let (mut app, server_side) = pair(r).await;
+        let session = serve(&ctx, http_spec(listener), server_side);
+        app.write_all(request.as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        let _ = app.read_to_end(&mut got).await;
+        (
+            String::from_utf8_lossy(&got).into_owned(),
+            session.await.unwrap(),
+        )
+    }
+
+    #[test]
+    fn every_refusal_gets_its_status_and_outcome() {
+        on_shard(|r| async move {
+            let (answer, rec) = refused(
+                &r,
+                "main",
+                "GET http://127.0.0.1:4/ HTTP/1.1\r\nHost: x\r\n\r\n",
+            )
+            .await;
+            assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+            assert_eq!(
+                (rec.outcome, rec.side),
+                (Outcome::Blocked, Some(Side::Policy))
+            );
+            assert_eq!(rec.rule.as_deref(), Some("blocked-port"));
+            assert_eq!(rec.status, Some(403));
+
+            let (answer, rec) = refused(
+                &r,
+                "main",
+                "CONNECT blocked.test:443 HTTP/1.1\r\nHost: blocked.test:443\r\n\r\n",
+            )
+            .await;
+            assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+            assert_eq!(rec.method.as_deref(), Some("CONNECT"));
+            assert_eq!(rec.rule.as_deref(), Some("blocked-name"));
+
+            let (answer, rec) = refused(&r, "main", "GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+            assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+            assert_eq!(rec.outcome, Outcome::NotAProxyRequest);
+
+            let (answer, rec) = refused(
+                &r,
+                "locked",
+                "GET http://upstream.test/ HTTP/1.1\r\nHost: upstream.test\r\n\r\n",
+            )
+            .await;
+            assert!(answer.starts_with("HTTP/1.1 407"), "{answer}");
+            assert!(answer.contains("Proxy-Authenticate: Basic"), "{answer}");
+            assert_eq!(rec.outcome, Outcome::AuthRequired);
+
+            let (answer, rec) = refused(
+                &r,
+                "main",
+                "GET http://v6only.test/ HTTP/1.1\r\nHost: v6only.test\r\n\r\n",
+            )
+            .await;
+            assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
+            assert_eq!(
+                (rec.outcome, rec.side),
+                (Outcome::NoAddress, Some(Side::Policy))
+            );
+
+            // Nothing listens on 127.0.0.1:1.
+            let (answer, rec) = refused(
+                &r,
+                "main",
+                "GET http://127.0.0.1:1/ HTTP/1.1\r\nHost: x\r\n\r\n",
+            )
+            .await;
+            assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
+            assert_eq!(
+                (rec.outcome, rec.side),
+                (Outcome::ConnectFailed, Some(Side::Upstream))
+            );
+
+            let (answer, rec) = refused(
+                &r,
+                "main",
+                "GET http://x/ HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            )
+            .await;
+            assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+            assert_eq!(rec.outcome, Outcome::BadRequest);
+        });
+    }
+
+    #[test]
+    fn connect_answers_200_and_relays_both_ways() {
+        on_shard(|r| async move {
+            let (ctx, _) = ctx(&r, SESSION_POLICY, SESSION_HOSTS);
+            let ctx = Rc::new(ctx);
+            let upstream = listener(&r, "127.0.0.1");
+            let port = upstream.local_addr().unwrap().port();
+            let (mut app, server_side) = pair(&r).await;
+            let session = serve(&ctx, http_spec("main"), server_side);
+            let req = format!(
+                "CONNECT upstream.test:{port} HTTP/1.1\r\nHost: upstream.test:{port}\r\n\r\nearly"
+            );
+            app.write_all(req.as_bytes()).await.unwrap();
+            let mut up = upstream.accept().await.unwrap();
+            let head = read_head(&mut app).await;
+            assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+            let mut got = [0u8; 5];
+            up.stream.read_exact(&mut got).await.unwrap();
+            assert_eq!(&got, b"early", "bytes sent with the request are not lost");
+            up.stream.write_all(b"back").await.unwrap();
+            let mut got = [0u8; 4];
+            app.read_exact(&mut got).await.unwrap();
+            assert_eq!(&got, b"back");
+            drop(app);
+            drop(up);
+            let rec = session.await.unwrap();
+            assert_eq!(rec.outcome, Outcome::Ok);
+            assert_eq!(rec.status, Some(200));
+            assert_eq!((rec.bytes_up, rec.bytes_down), (5, 4));
+        });
+    }
+}
