@@ -270,10 +270,8 @@ impl Policy {
         self.rules.get(id.0 as usize)
     }
 
-    pub fn user(&self, name: &str) -> Option<&User> {
-        self.users.iter().find(|u| u.name == name)
-    }
-
+    /// A scan; [`Directory::listener`](crate::facts::Directory::listener) finds it through an
+    /// index built once per policy.
     pub fn listener(&self, name: &str) -> Option<&Listener> {
         self.listeners.iter().find(|l| l.name == name)
     }
