@@ -10,16 +10,29 @@ use crate::compile::{CompiledPolicy, Decision};
 use crate::diag::Loc;
 use crate::egress::{self, IpFamily};
 use crate::expr::eval::eval;
+use crate::facts::{Facts, Query};
+use crate::geo::Country;
 use crate::meta::ConnMeta;
-use crate::model::{Action, Fallback, Family, Policy, PolicyTest, TestConn};
+use crate::model::{Action, Fallback, Family, Policy, PolicyTest};
 
-/// Facts from geolocation, looked up by the caller.
+/// Where the client and the destination are, as the decision saw it ("" when unknown).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct GeoFacts {
     pub src_country: String,
     pub src_continent: String,
     pub dst_country: String,
     pub dst_continent: String,
+}
+
+impl GeoFacts {
+    fn of(m: &ConnMeta<'_>) -> Self {
+        GeoFacts {
+            src_country: m.src_country.to_string(),
+            src_continent: m.src_continent.to_string(),
+            dst_country: m.dst_country.to_string(),
+            dst_continent: m.dst_continent.to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -81,40 +94,6 @@ pub struct Explanation {
     pub egress: EgressChoice,
 }
 
-/// Builds the connection facts for a test case or an explain query.
-pub fn with_meta<R>(
-    policy: &Policy,
-    conn: &TestConn,
-    geo: &GeoFacts,
-    f: impl FnOnce(&ConnMeta<'_>) -> R,
-) -> R {
-    let user = conn.user.as_deref().unwrap_or("");
-    let groups = policy
-        .user(user)
-        .map(|u| u.groups.as_slice())
-        .unwrap_or(&[]);
-    let email = user.to_ascii_lowercase();
-    let m = ConnMeta {
-        src_ip: conn.src.map(|s| s.ip()),
-        src_port: conn.src.map_or(0, |s| s.port()),
-        dst_ip: conn.dst_ip,
-        dst_port: conn.dst_port,
-        host: &conn.host,
-        protocol: conn.protocol,
-        endpoint: &conn.listener,
-        email: &email,
-        name: user,
-        groups,
-        posture_passed: &conn.posture,
-        posture_failed: &conn.posture_failed,
-        src_country: &geo.src_country,
-        src_continent: &geo.src_continent,
-        dst_country: &geo.dst_country,
-        dst_continent: &geo.dst_continent,
-    };
-    f(&m)
-}
-
 fn trace_rule(policy: &Policy, index: u32, m: &ConnMeta<'_>) -> RuleTrace {
     let rule = &policy.rules[index as usize];
     let mut conditions = Vec::new();
@@ -140,43 +119,43 @@ fn trace_rule(policy: &Policy, index: u32, m: &ConnMeta<'_>) -> RuleTrace {
     }
 }
 
-/// Explains the decision for one connection.
-pub fn explain(table: &CompiledPolicy, conn: &TestConn, geo: &GeoFacts) -> Explanation {
+/// Explains the decision for one connection, from facts built by the table's
+/// [`Directory`](crate::facts::Directory).
+pub fn explain(table: &CompiledPolicy, facts: &Facts<'_>) -> Explanation {
     let policy = table.policy();
-    with_meta(policy, conn, geo, |m| {
-        let mut seen = Vec::new();
-        let d = table.decide_traced(m, |id, _| seen.push(id.0));
-        let checked = seen.into_iter().map(|i| trace_rule(policy, i, m)).collect();
-        Explanation {
-            connection: ConnSummary {
-                user: m.name.to_string(),
-                groups: m.groups.to_vec(),
-                posture_passed: m.posture_passed.to_vec(),
-                src: conn.src.map(|s| s.to_string()),
-                host: conn.host.clone(),
-                dst_ip: conn.dst_ip,
-                dst_port: conn.dst_port,
-                listener: conn.listener.clone(),
-                protocol: conn.protocol.to_string(),
-                geo: geo.clone(),
-            },
-            rules_total: policy.rules.len(),
-            checked,
-            matched_rule: d.rule.and_then(|r| policy.rule(r)).map(|r| r.name.clone()),
-            action: d.action,
-            destination_denied: conn.dst_ip.is_some_and(|ip| {
-                policy
-                    .settings
-                    .deny_destinations
-                    .iter()
-                    .any(|n| n.contains(&crate::meta::canonical_ip(ip)))
-            }),
-            egress: egress_choice(policy, &d, conn, m),
-        }
-    })
+    let m = &facts.meta();
+    let mut seen = Vec::new();
+    let d = table.decide_traced(m, |id, _| seen.push(id.0));
+    let checked = seen.into_iter().map(|i| trace_rule(policy, i, m)).collect();
+    Explanation {
+        connection: ConnSummary {
+            user: m.name.to_string(),
+            groups: m.groups.to_vec(),
+            posture_passed: m.posture_passed.to_vec(),
+            src: facts.query().src.map(|s| s.to_string()),
+            host: m.host.to_string(),
+            dst_ip: m.dst_ip,
+            dst_port: m.dst_port,
+            listener: m.endpoint.to_string(),
+            protocol: m.protocol.to_string(),
+            geo: GeoFacts::of(m),
+        },
+        rules_total: policy.rules.len(),
+        checked,
+        matched_rule: d.rule.and_then(|r| policy.rule(r)).map(|r| r.name.clone()),
+        action: d.action,
+        destination_denied: m.dst_ip.is_some_and(|ip| {
+            policy
+                .settings
+                .deny_destinations
+                .iter()
+                .any(|n| n.contains(&crate::meta::canonical_ip(ip)))
+        }),
+        egress: egress_choice(policy, &d, m),
+    }
 }
 
-fn egress_choice(policy: &Policy, d: &Decision, conn: &TestConn, m: &ConnMeta<'_>) -> EgressChoice {
+fn egress_choice(policy: &Policy, d: &Decision, m: &ConnMeta<'_>) -> EgressChoice {
     let pool = d.pool.and_then(|p| policy.pool(p));
     let kind = match d.action {
         Action::Egress => "pool",
@@ -185,7 +164,7 @@ fn egress_choice(policy: &Policy, d: &Decision, conn: &TestConn, m: &ConnMeta<'_
         Action::Block => "block",
     };
     let key = egress::sticky_key(m.name, m.src_ip);
-    let attempts = match (pool, conn.dst_ip) {
+    let attempts = match (pool, m.dst_ip) {
         (Some(p), Some(ip)) => {
             egress::plan(p, crate::meta::canonical_ip(ip), key, |_| false).attempts
         }
@@ -230,17 +209,27 @@ pub fn run_tests(table: &CompiledPolicy) -> Vec<TestOutcome> {
 
 fn run_test(table: &CompiledPolicy, t: &PolicyTest) -> TestOutcome {
     let policy = table.policy();
-    let geo = GeoFacts {
-        src_continent: crate::geo::continent_of(&t.conn.src_country)
-            .unwrap_or("")
-            .to_string(),
-        dst_continent: crate::geo::continent_of(&t.conn.dst_country)
-            .unwrap_or("")
-            .to_string(),
-        src_country: t.conn.src_country.clone(),
-        dst_country: t.conn.dst_country.clone(),
+    let c = &t.conn;
+    let query = Query {
+        user: c.user.as_deref().unwrap_or(""),
+        fingerprint: None,
+        listener: &c.listener,
+        src: c.src,
+        dst_ip: c.dst_ip,
+        dst_port: c.dst_port,
+        host: &c.host,
+        protocol: c.protocol,
     };
-    let ex = explain(table, &t.conn, &geo);
+    // A test states its posture (`posture`, or the `device` named) and its countries.
+    let facts = table
+        .directory()
+        .facts(&query, None)
+        .with_posture(&c.posture, &c.posture_failed)
+        .with_countries(
+            Country::from_code(&c.src_country),
+            Country::from_code(&c.dst_country),
+        );
+    let ex = explain(table, &facts);
     let mut failures = Vec::new();
     let got_rule = ex
         .matched_rule

@@ -1,4 +1,6 @@
-//! Which continent each country is on, for `net.src.geo.continent` and `net.dst.geo.continent`.
+//! Countries and continents, for the `net.src.geo.*` and `net.dst.geo.*` rule fields: the
+//! [`Country`] a geolocation reports, the [`Geolocate`] seam a database plugs into, and which
+//! continent each country is on.
 //!
 //! Geolocation databases name a country (ISO 3166-1 alpha-2); rules may test the continent, so
 //! the continent is derived from the country with this fixed table rather than trusted from
@@ -17,6 +19,72 @@
 //!
 //! Besides the 249 officially assigned codes the table has XK (Kosovo → EU): a user-assigned
 //! code that MaxMind, DB-IP and GeoNames all use.
+
+use std::fmt;
+use std::net::IpAddr;
+
+/// Where addresses are. The proxy's geolocation database implements it; tests use a table.
+pub trait Geolocate {
+    /// The country of `ip`, or `None` when it is not placed. Callers pass canonical addresses
+    /// (an IPv4-mapped IPv6 address arrives as the IPv4 address it carries, see
+    /// [`crate::meta::canonical_ip`]).
+    fn country(&self, ip: IpAddr) -> Option<Country>;
+}
+
+/// A country as geolocation reports it: an upper-case two-letter code (ISO 3166-1 alpha-2, or
+/// a vendor code such as XK or ZZ) and its continent, when the code is a known country.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Country {
+    code: [u8; 2],
+    continent: Option<&'static str>,
+}
+
+impl Country {
+    /// Two ASCII letters, in any case; anything else is not a country code.
+    pub fn from_code(code: &str) -> Option<Country> {
+        match code.as_bytes() {
+            &[a, b] => Country::from_ascii([a, b]),
+            _ => None,
+        }
+    }
+
+    /// As [`Country::from_code`], for the two bytes a database stores.
+    pub fn from_ascii(code: [u8; 2]) -> Option<Country> {
+        let code = upper2_bytes(code)?;
+        Some(Country {
+            code,
+            continent: continent_of_upper(code),
+        })
+    }
+
+    /// The upper-case two-letter code, e.g. "PT".
+    pub fn code(&self) -> &str {
+        // Always two ASCII letters (checked in `from_ascii`), so always UTF-8.
+        std::str::from_utf8(&self.code).unwrap_or_default()
+    }
+
+    /// AF AN AS EU NA OC or SA; `None` for a code that is not a known country (e.g. "ZZ").
+    pub fn continent(&self) -> Option<&'static str> {
+        self.continent
+    }
+}
+
+impl fmt::Display for Country {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl fmt::Debug for Country {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Country({}, {})",
+            self.code(),
+            self.continent.unwrap_or("?")
+        )
+    }
+}
 
 /// The continent codes, sorted.
 pub const CONTINENTS: [&str; 7] = ["AF", "AN", "AS", "EU", "NA", "OC", "SA"];
@@ -279,7 +347,11 @@ const COUNTRY_CONTINENT: &[(&str, &str)] = &[
 /// a country (a typo, or a vendor's pseudo-code such as "ZZ", "EU" or "AP"). Case-insensitive,
 /// so a rule's `"pt"` and a database's `"PT"` agree.
 pub fn continent_of(country: &str) -> Option<&'static str> {
-    let key = upper2(country)?;
+    continent_of_upper(upper2(country)?)
+}
+
+/// The continent of an upper-case code.
+fn continent_of_upper(key: [u8; 2]) -> Option<&'static str> {
     COUNTRY_CONTINENT
         .binary_search_by(|(code, _)| code.as_bytes().cmp(&key[..]))
         .ok()
@@ -305,11 +377,14 @@ pub fn countries() -> impl Iterator<Item = (&'static str, &'static str)> {
 /// Two ASCII letters, upper-cased; anything else is not a code.
 fn upper2(code: &str) -> Option<[u8; 2]> {
     match code.as_bytes() {
-        &[a, b] if a.is_ascii_alphabetic() && b.is_ascii_alphabetic() => {
-            Some([a.to_ascii_uppercase(), b.to_ascii_uppercase()])
-        }
+        &[a, b] => upper2_bytes([a, b]),
         _ => None,
     }
+}
+
+fn upper2_bytes([a, b]: [u8; 2]) -> Option<[u8; 2]> {
+    (a.is_ascii_alphabetic() && b.is_ascii_alphabetic())
+        .then(|| [a.to_ascii_uppercase(), b.to_ascii_uppercase()])
 }
 
 #[cfg(test)]
@@ -375,6 +450,22 @@ mod tests {
         for continent in CONTINENTS {
             assert!(countries().any(|(_, c)| c == continent), "{continent}");
         }
+    }
+
+    #[test]
+    fn country_codes() {
+        let pt = Country::from_code("pt").expect("pt");
+        assert_eq!((pt.code(), pt.continent()), ("PT", Some("EU")));
+        assert_eq!(pt.to_string(), "PT");
+        assert_eq!(format!("{pt:?}"), "Country(PT, EU)");
+        assert_eq!(Country::from_ascii(*b"pT"), Some(pt));
+        let zz = Country::from_code("ZZ").expect("ZZ");
+        assert_eq!((zz.code(), zz.continent()), ("ZZ", None));
+        assert_eq!(format!("{zz:?}"), "Country(ZZ, ?)");
+        for bad in ["", "P", "PRT", "P1", "  ", "é"] {
+            assert_eq!(Country::from_code(bad), None, "{bad:?}");
+        }
+        assert_eq!(Country::from_ascii([b'P', 0xc3]), None);
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod diag;
 pub mod egress;
 pub mod explain;
 pub mod expr;
+pub mod facts;
 pub mod geo;
 pub mod meta;
 pub mod model;
@@ -23,6 +24,7 @@ use std::path::Path;
 pub use compile::{CompiledPolicy, Decision, decide_reference};
 pub use config::{FileSource, MemFiles};
 pub use diag::{Diagnostic, Diagnostics, Severity, SourceMap};
+pub use facts::{Directory, Facts, Query};
 pub use meta::ConnMeta;
 pub use model::{Policy, PoolId, RuleId};
 

@@ -6,7 +6,8 @@ use crate::config::spec::Protocol;
 use crate::expr::ast::{ArrayField, Case, Field, IntField, IpField, StrField};
 
 /// The facts a decision is made on. String fields must already be in canonical form (see
-/// [`ConnMeta::normalize_host`]); the proxy builds this once per dialled address.
+/// [`ConnMeta::normalize_host`]); [`Facts::meta`](crate::facts::Facts::meta) builds it, in the
+/// proxy once per dialled address.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnMeta<'a> {
     pub src_ip: Option<IpAddr>,

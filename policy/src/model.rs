@@ -270,14 +270,6 @@ impl Policy {
         self.rules.get(id.0 as usize)
     }
 
-    pub fn user(&self, name: &str) -> Option<&User> {
-        self.users.iter().find(|u| u.name == name)
-    }
-
-    pub fn listener(&self, name: &str) -> Option<&Listener> {
-        self.listeners.iter().find(|l| l.name == name)
-    }
-
     pub fn pool_by_name(&self, name: &str) -> Option<PoolId> {
         self.pools
             .iter()

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use egressd_policy::compile::sets::IpSet;
-use egressd_policy::model::{Device, DeviceMatch, User};
+use egressd_policy::geo::Geolocate;
+use egressd_policy::model::User;
 use egressd_policy::{CompiledPolicy, Policy, artifact};
 
 use crate::geo::{GeoDb, GeoError};
@@ -32,6 +33,8 @@ impl std::error::Error for GenerationError {}
 pub struct Generation {
     /// 1 for the configuration loaded at start, +1 per successful reload.
     pub id: u64,
+    /// The decision table; it also indexes users, listeners and devices for the facts of a
+    /// connection (`table.directory()`).
     pub table: CompiledPolicy,
     /// `[proxy] deny_destinations`, refused whatever a rule says.
     pub deny: IpSet,
@@ -41,8 +44,6 @@ pub struct Generation {
     pub geo: Option<Arc<GeoDb>>,
     /// TLS server configurations of the `https` listeners, by listener name.
     pub tls: std::collections::HashMap<String, Arc<rustls::ServerConfig>>,
-    /// `[[user]]` positions by name: a connection looks its user up once per decision.
-    users: std::collections::HashMap<String, usize>,
     /// What an unknown user's password is verified against (`auth::dummy_hash`).
     pub dummy_hash: String,
 }
@@ -56,12 +57,6 @@ impl Generation {
             None => None,
         };
         let tls = crate::tls::server_configs(&policy).map_err(GenerationError::Tls)?;
-        let users = policy
-            .users
-            .iter()
-            .enumerate()
-            .map(|(i, u)| (u.name.clone(), i))
-            .collect();
         let deny = IpSet::new(&policy.settings.deny_destinations);
         let hash = artifact::content_hash(&policy);
         let dummy_hash = crate::auth::dummy_hash(&policy.users);
@@ -72,7 +67,6 @@ impl Generation {
             hash,
             geo,
             tls,
-            users,
             dummy_hash,
         })
     }
@@ -83,27 +77,12 @@ impl Generation {
 
     /// The `[[user]]` of this name.
     pub fn user(&self, name: &str) -> Option<&User> {
-        self.users
-            .get(name)
-            .and_then(|&i| self.policy().users.get(i))
+        self.table.directory().user(name)
     }
 
-    /// The `[[device]]` with this client-certificate fingerprint.
-    pub fn device_by_fingerprint(&self, fp: &[u8; 32]) -> Option<&Device> {
-        self.policy()
-            .devices
-            .iter()
-            .find(|d| matches!(&d.matcher, DeviceMatch::Fingerprint(f) if f == fp))
-    }
-
-    /// The `[[device]]` a client address belongs to (first match in file order), for
-    /// `device_posture.checks.*` on connections without a client certificate.
-    pub fn device_by_source(&self, ip: std::net::IpAddr) -> Option<&Device> {
-        let ip = egressd_policy::meta::canonical_ip(ip);
-        self.policy()
-            .devices
-            .iter()
-            .find(|d| matches!(&d.matcher, DeviceMatch::Source(net) if net.contains(&ip)))
+    /// The geolocation database, as the facts builder takes it.
+    pub fn geolocation(&self) -> Option<&dyn Geolocate> {
+        self.geo.as_deref().map(|g| g as &dyn Geolocate)
     }
 }
 

@@ -12,7 +12,7 @@
 pub mod cexpr;
 mod ports;
 pub mod sets;
-mod trie;
+pub(crate) mod trie;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 use smallvec::SmallVec;
@@ -20,6 +20,7 @@ use smallvec::SmallVec;
 use crate::expr::ast::{
     ArrayField, CmpOp, Expr, IntField, IpField, IpPred, Quantifier, StrField, StrPred, TestKind,
 };
+use crate::facts::{Directory, FactIndex};
 use crate::meta::{ConnMeta, domains};
 use crate::model::{Action, DefaultAction, Family, ListItems, ListKind, Policy, PoolId, RuleId};
 use cexpr::{CExpr, CList, port_ranges};
@@ -538,6 +539,8 @@ pub struct IndexStats {
 #[derive(Debug)]
 pub struct CompiledPolicy {
     policy: Policy,
+    /// Users, listeners and devices by key, for building a connection's facts.
+    facts: FactIndex,
     rules: Vec<CRule>,
     index: Index,
     unmatched: Decision,
@@ -581,6 +584,7 @@ impl CompiledPolicy {
         };
         CompiledPolicy {
             unmatched: Decision::unmatched(policy.default_action),
+            facts: FactIndex::new(&policy),
             policy,
             rules,
             index,
@@ -590,6 +594,11 @@ impl CompiledPolicy {
 
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    /// The policy's users, listeners and devices, and the builder of a connection's facts.
+    pub fn directory(&self) -> Directory<'_> {
+        Directory::new(&self.policy, &self.facts)
     }
 
     pub fn stats(&self) -> &IndexStats {

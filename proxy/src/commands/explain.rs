@@ -4,10 +4,11 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use egressd_policy::CompiledPolicy;
-use egressd_policy::explain::{Explanation, GeoFacts, explain};
-use egressd_policy::model::{Fallback, Protocol, TestConn};
+use egressd_policy::explain::{Explanation, explain};
+use egressd_policy::geo::Geolocate;
+use egressd_policy::model::{Fallback, Protocol};
 use egressd_policy::validate::parse_target;
+use egressd_policy::{CompiledPolicy, Query};
 
 use super::fail;
 use crate::files::{Source, load};
@@ -81,71 +82,48 @@ pub fn run(args: &Args) -> ExitCode {
             args.protocol
         ));
     };
+    let table = CompiledPolicy::new(policy);
+    let directory = table.directory();
     let listener = match &args.listener {
-        Some(l) if policy.listener(l).is_none() => {
+        Some(l) if directory.listener(l).is_none() => {
             return fail(format!("unknown listener \"{l}\""));
         }
         Some(l) => l.clone(),
-        None => policy
+        None => table
+            .policy()
             .listeners
             .first()
             .map(|l| l.name.clone())
             .unwrap_or_default(),
     };
     if let Some(u) = &args.user
-        && policy.user(u).is_none()
+        && directory.user(u).is_none()
     {
         eprintln!("egressd: note: \"{u}\" is not a [[user]]; explaining it with no groups");
     }
-    // Without --posture, a [[device]] matched by the client address supplies it.
-    let mut posture = args.posture.clone();
-    let mut posture_failed = Vec::new();
-    if posture.is_empty()
-        && let Some(ip) = src.map(|s| egressd_policy::meta::canonical_ip(s.ip()))
-    {
-        let by_source = policy.devices.iter().find(|d| {
-                matches!(&d.matcher, egressd_policy::model::DeviceMatch::Source(net) if net.contains(&ip))
-            });
-        if let Some(d) = by_source {
-            posture = d.passed.clone();
-            posture_failed = d.failed.clone();
-        }
-    }
-    let conn = TestConn {
-        user: args.user.clone(),
-        host,
+    let geo = match &table.policy().geoip {
+        Some(path) => match crate::geo::GeoDb::open(path) {
+            Ok(db) => Some(db),
+            Err(e) => return fail(e),
+        },
+        None => None,
+    };
+    let query = Query {
+        user: args.user.as_deref().unwrap_or(""),
+        fingerprint: None,
+        listener: &listener,
+        src,
         dst_ip,
         dst_port,
-        src,
-        listener,
+        host: &host,
         protocol,
-        posture,
-        posture_failed,
-        src_country: String::new(),
-        dst_country: String::new(),
     };
-    let mut geo = GeoFacts::default();
-    if let Some(path) = &policy.geoip {
-        match crate::geo::GeoDb::open(path) {
-            Ok(db) => {
-                let fill = |ip: Option<IpAddr>, country: &mut String, continent: &mut String| {
-                    if let Some(c) = ip.and_then(|ip| db.lookup(ip)) {
-                        *country = c.code().to_string();
-                        *continent = c.continent().unwrap_or("").to_string();
-                    }
-                };
-                fill(
-                    conn.src.map(|s| s.ip()),
-                    &mut geo.src_country,
-                    &mut geo.src_continent,
-                );
-                fill(conn.dst_ip, &mut geo.dst_country, &mut geo.dst_continent);
-            }
-            Err(e) => return fail(e),
-        }
+    let mut facts = directory.facts(&query, geo.as_ref().map(|g| g as &dyn Geolocate));
+    // Without --posture, the [[device]] matched by the client address supplies it.
+    if !args.posture.is_empty() {
+        facts = facts.with_posture(&args.posture, &[]);
     }
-    let table = CompiledPolicy::new(policy);
-    let ex = explain(&table, &conn, &geo);
+    let ex = explain(&table, &facts);
     if args.json {
         match serde_json::to_string_pretty(&ex) {
             Ok(s) => println!("{s}"),

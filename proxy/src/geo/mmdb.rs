@@ -22,10 +22,10 @@ use std::collections::HashSet;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use egressd_policy::geo::Country;
 use maxminddb::{Metadata, Reader};
 use serde::Deserialize;
 
-use super::Country;
 use super::mmdb_data::check_value;
 
 /// What precedes the metadata map at the end of every MaxMind DB file.

@@ -8,7 +8,8 @@
 //! and a reload builds a new one. A lookup is a tree walk (mmdb) or a binary search (ranges)
 //! and allocates nothing, so it can run for every dialled address.
 //!
-//! The continent is derived from the country with the policy crate's table, so both kinds of
+//! [`Country`] and the [`Geolocate`] seam the policy's facts builder calls are the policy
+//! crate's; so is the table that derives the continent from the country, so both kinds of
 //! database, and rules written against either, agree on it.
 
 mod error;
@@ -18,71 +19,14 @@ mod ranges;
 #[cfg(test)]
 mod testutil;
 
-use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use egressd_policy::geo::{Country, Geolocate};
 pub use error::GeoError;
 
 use mmdb::MmdbCountries;
 use ranges::RangeTable;
-
-/// A country as geolocation reports it: an upper-case two-letter code (ISO 3166-1 alpha-2, or
-/// a vendor code such as XK) and its continent, when the code is a known country.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Country {
-    code: [u8; 2],
-    continent: Option<&'static str>,
-}
-
-impl Country {
-    /// Two ASCII letters, in any case; anything else is not a country code.
-    pub fn from_code(code: &str) -> Option<Country> {
-        match code.as_bytes() {
-            &[a, b] => Country::from_bytes([a, b]),
-            _ => None,
-        }
-    }
-
-    fn from_bytes([a, b]: [u8; 2]) -> Option<Country> {
-        if !(a.is_ascii_alphabetic() && b.is_ascii_alphabetic()) {
-            return None;
-        }
-        let code = [a.to_ascii_uppercase(), b.to_ascii_uppercase()];
-        let continent = std::str::from_utf8(&code)
-            .ok()
-            .and_then(egressd_policy::geo::continent_of);
-        Some(Country { code, continent })
-    }
-
-    /// The upper-case two-letter code, e.g. "PT".
-    pub fn code(&self) -> &str {
-        // Always two ASCII letters (checked in `from_bytes`), so always UTF-8.
-        std::str::from_utf8(&self.code).unwrap_or_default()
-    }
-
-    /// AF AN AS EU NA OC or SA; `None` for a code that is not a known country (e.g. "ZZ").
-    pub fn continent(&self) -> Option<&'static str> {
-        self.continent
-    }
-}
-
-impl fmt::Display for Country {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.code())
-    }
-}
-
-impl fmt::Debug for Country {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Country({}, {})",
-            self.code(),
-            self.continent.unwrap_or("?")
-        )
-    }
-}
 
 /// A loaded geolocation database. Immutable; share it as `Arc<GeoDb>`.
 #[derive(Debug)]
@@ -170,6 +114,12 @@ impl GeoDb {
                 format!("ranges file {}: {}", self.path.display(), table.describe())
             }
         }
+    }
+}
+
+impl Geolocate for GeoDb {
+    fn country(&self, ip: IpAddr) -> Option<Country> {
+        self.lookup(ip)
     }
 }
 
@@ -637,19 +587,6 @@ mod tests {
             e.to_string().starts_with("cannot read geoip database"),
             "{e}"
         );
-    }
-
-    #[test]
-    fn country_codes() {
-        let pt = Country::from_code("pt").expect("pt");
-        assert_eq!((pt.code(), pt.continent()), ("PT", Some("EU")));
-        assert_eq!(pt.to_string(), "PT");
-        assert_eq!(format!("{pt:?}"), "Country(PT, EU)");
-        let zz = Country::from_code("ZZ").expect("ZZ");
-        assert_eq!((zz.code(), zz.continent()), ("ZZ", None));
-        for bad in ["", "P", "PRT", "P1", "  ", "é"] {
-            assert_eq!(Country::from_code(bad), None, "{bad:?}");
-        }
     }
 
     #[test]

@@ -17,7 +17,7 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::Country;
+use egressd_policy::geo::Country;
 
 /// A parse error, at a 1-based line of the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,7 +115,7 @@ impl RangeTable {
             IpAddr::V4(v4) => find(&self.v4, u32::from(v4)),
             IpAddr::V6(v6) => find(&self.v6, u128::from(v6)),
         }?;
-        Country::from_bytes(country)
+        Country::from_ascii(country)
     }
 
     pub(super) fn describe(&self) -> String {

@@ -402,7 +402,8 @@ pub async fn serve<S: ClientIo>(
         let settings = &generation.policy().settings;
         let idle: Duration = settings.idle_timeout;
         let auth = generation
-            .policy()
+            .table
+            .directory()
             .listener(&listener.name)
             .map_or(listener.auth, |l| l.auth);
         // A verified client certificate is an identity: no password needed.

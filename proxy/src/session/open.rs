@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use egressd_policy::egress::{IpFamily, attempt_order, family_allows};
 use egressd_policy::model::{Action, Protocol};
-use egressd_policy::{ConnMeta, Decision};
+use egressd_policy::{Decision, Query};
 use glommio::channels::local_channel;
 
 use super::Ctx;
@@ -80,35 +80,19 @@ impl std::fmt::Display for OpenError {
 
 /// The decision for one dialled address.
 pub fn decide(generation: &Generation, conn: &ConnInfo, host: &str, dst: SocketAddr) -> Decision {
-    let user = generation.user(&conn.user);
-    let email = conn.user.to_ascii_lowercase();
-    let geo = generation.geo.as_deref();
-    let src_geo = geo.and_then(|g| g.lookup(conn.client.ip()));
-    let dst_geo = geo.and_then(|g| g.lookup(dst.ip()));
-    let device = conn
-        .device
-        .as_ref()
-        .and_then(|fp| generation.device_by_fingerprint(fp))
-        .or_else(|| generation.device_by_source(conn.client.ip()));
-    let meta = ConnMeta {
-        src_ip: Some(conn.client.ip()),
-        src_port: conn.client.port(),
+    let query = Query {
+        user: &conn.user,
+        fingerprint: conn.device.as_ref(),
+        listener: &conn.listener,
+        src: Some(conn.client),
         dst_ip: Some(dst.ip()),
         dst_port: dst.port(),
         host,
         protocol: Protocol::Tcp,
-        endpoint: &conn.listener,
-        email: &email,
-        name: &conn.user,
-        groups: user.map_or(&[][..], |u| &u.groups),
-        posture_passed: device.map_or(&[][..], |d| &d.passed),
-        posture_failed: device.map_or(&[][..], |d| &d.failed),
-        src_country: src_geo.as_ref().map_or("", |c| c.code()),
-        src_continent: src_geo.and_then(|c| c.continent()).unwrap_or(""),
-        dst_country: dst_geo.as_ref().map_or("", |c| c.code()),
-        dst_continent: dst_geo.and_then(|c| c.continent()).unwrap_or(""),
     };
-    generation.table.decide(&meta)
+    let table = &generation.table;
+    let facts = table.directory().facts(&query, generation.geolocation());
+    table.decide(&facts.meta())
 }
 
 /// Resolves, decides and dials. With `Reuse::Idle` (plain-HTTP forwarding), a connection the

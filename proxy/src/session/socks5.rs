@@ -87,7 +87,8 @@ pub async fn serve(
     let generation = &ctx.generation();
     rec.generation = generation.id;
     let auth = generation
-        .policy()
+        .table
+        .directory()
         .listener(&listener.name)
         .map_or(listener.auth, |l| l.auth);
     let method = match auth {
