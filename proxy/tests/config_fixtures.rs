@@ -69,7 +69,7 @@ fn warning_configs_pass_with_exactly_their_warnings() {
 fn examples_check_clean_and_round_trip_through_artifacts() {
     let files = fixtures("configs/examples");
     assert!(files.len() >= 4, "{files:?}");
-    let dir = tempdir();
+    let dir = tempfile::tempdir().expect("tempdir");
     for f in &files {
         let (code, stdout, stderr) = egressd(&["check", "-c", f]);
         assert_eq!(code, 0, "{f}: {stdout}{stderr}");
@@ -79,7 +79,7 @@ fn examples_check_clean_and_round_trip_through_artifacts() {
         );
         assert!(stdout.contains(", 0 failed"), "{f}: {stdout}");
 
-        let out = dir.join(
+        let out = dir.path().join(
             Path::new(f)
                 .with_extension("bin")
                 .file_name()
@@ -144,8 +144,8 @@ fn explain_shows_rule_conditions_pool_and_chain() {
 
 #[test]
 fn damaged_artifacts_are_refused_with_a_clear_error() {
-    let dir = tempdir();
-    let out = dir.join("p.bin");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("p.bin");
     let out_s = out.to_str().expect("utf-8");
     let (code, ..) = egressd(&[
         "compile",
@@ -210,17 +210,4 @@ fn hash_password_makes_a_verifiable_argon2id_hash() {
             .verify_password(b"correct horse\n", &parsed)
             .is_err()
     );
-}
-
-/// A fresh directory under the target dir (no extra crates needed).
-fn tempdir() -> PathBuf {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "egressd-fixtures-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).expect("tempdir");
-    dir
 }

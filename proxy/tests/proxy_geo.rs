@@ -63,7 +63,7 @@ fn country_rules_pick_the_pool_and_follow_a_reloaded_database() {
     let pt = Upstream::start("127.0.0.5:0");
     let de = Upstream::start("127.0.0.6:0");
     let dir = tempdir("geo");
-    let db = dir.join("countries.mmdb");
+    let db = dir.path().join("countries.mmdb");
     std::fs::write(
         &db,
         database(&[("127.0.0.5/32", "PT"), ("127.0.0.6/32", "DE")]),
@@ -110,13 +110,13 @@ fn country_rules_pick_the_pool_and_follow_a_reloaded_database() {
 #[test]
 fn explain_and_check_use_the_database() {
     let dir = tempdir("geo-explain");
-    let db = dir.join("countries.mmdb");
+    let db = dir.path().join("countries.mmdb");
     std::fs::write(
         &db,
         database(&[("127.0.0.2/32", "DE"), ("203.0.113.0/24", "PT")]),
     )
     .unwrap();
-    let path = dir.join("p.toml");
+    let path = dir.path().join("p.toml");
     std::fs::write(&path, config(&db)).unwrap();
     let egressd = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_egressd"))

@@ -36,8 +36,8 @@ pool = "p"
 #[test]
 fn runs_from_a_compiled_artifact() {
     let dir = tempdir("artifact");
-    let toml = dir.join("p.toml");
-    let bin = dir.join("p.bin");
+    let toml = dir.path().join("p.toml");
+    let bin = dir.path().join("p.bin");
     std::fs::write(&toml, CONFIG).unwrap();
     let status = Command::new(env!("CARGO_BIN_EXE_egressd"))
         .args(["compile", "-c"])
@@ -97,7 +97,7 @@ fn the_connection_cap_turns_extra_clients_away() {
 #[test]
 fn an_invalid_config_exits_78_with_located_diagnostics() {
     let dir = tempdir("invalid");
-    let path = dir.join("bad.toml");
+    let path = dir.path().join("bad.toml");
     std::fs::write(&path, "[[rule]]\nname = \"x\"\naction = \"egress\"\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_egressd"))
         .args(["run", "-c"])

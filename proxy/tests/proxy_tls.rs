@@ -118,9 +118,9 @@ fn fingerprint(pem: &Path) -> String {
 #[test]
 fn client_certificates_give_identity_and_posture() {
     let dir = tempdir("tls");
-    make_certs(&dir);
+    make_certs(dir.path());
     let up = Upstream::start("127.0.0.1:0");
-    let d = dir.display();
+    let d = dir.path().display();
     let config = format!(
         r#"
 [proxy]
@@ -162,7 +162,7 @@ pool = "devices"
 name = "catch-all"
 action = "default"
 "#,
-        fp = fingerprint(&dir.join("laptop.pem"))
+        fp = fingerprint(&dir.path().join("laptop.pem"))
     );
     let proxy = Proxy::start(&config);
     let p = format!("https://{}", proxy.addr);

@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+use tempfile::TempDir;
+
 /// An HTTP/1.1 server whose response body is the peer address it saw (IP only), with
 /// keep-alive. `GET /port` answers the peer's port as well.
 pub struct Upstream {
@@ -188,21 +190,19 @@ pub struct Proxy {
     /// Every listener's address by name.
     pub listeners: Vec<(String, SocketAddr)>,
     pub config: PathBuf,
-    pub dir: PathBuf,
+    /// Holds the config file; removed when the proxy is dropped, after the process is killed.
+    pub dir: TempDir,
     lines: Receiver<String>,
     pub log: Arc<Mutex<Vec<String>>>,
 }
 
-pub fn tempdir(tag: &str) -> PathBuf {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "egressd-{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh directory under the system temp directory, removed with everything in it when
+/// dropped (also when the test panics).
+pub fn tempdir(tag: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("egressd-{tag}-"))
+        .tempdir()
+        .expect("create a temporary directory")
 }
 
 impl Proxy {
@@ -214,14 +214,14 @@ impl Proxy {
     /// As `start`, with a command prefix (e.g. `ip netns exec NAME`).
     pub fn start_with(config: &str, prefix: &[&str]) -> Proxy {
         let dir = tempdir("proxy");
-        let path = dir.join("egressd.toml");
+        let path = dir.path().join("egressd.toml");
         std::fs::write(&path, config).unwrap();
         let expected = config.matches("[[listener]]").count().max(1);
         Self::launch(path, dir, prefix, expected)
     }
 
     /// Starts `egressd run -c PATH` on an existing file (TOML or compiled artifact).
-    pub fn launch(path: PathBuf, dir: PathBuf, prefix: &[&str], expected: usize) -> Proxy {
+    pub fn launch(path: PathBuf, dir: TempDir, prefix: &[&str], expected: usize) -> Proxy {
         let bin = env!("CARGO_BIN_EXE_egressd");
         let mut cmd = if prefix.is_empty() {
             Command::new(bin)
