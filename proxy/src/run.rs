@@ -46,39 +46,21 @@ fn init_logging() {
         .try_init();
 }
 
-/// The soft RLIMIT_MEMLOCK from /proc/self/limits, in bytes (None = unlimited or unknown).
+/// The soft RLIMIT_MEMLOCK in bytes (None = unlimited).
 fn memlock_limit() -> Option<u64> {
-    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = limits
-        .lines()
-        .find(|l| l.starts_with("Max locked memory"))?;
-    let soft = line.split_whitespace().nth(3)?;
-    soft.parse().ok()
+    rustix::process::getrlimit(rustix::process::Resource::Memlock).current
 }
 
-/// CPUs this process may run on (its affinity mask), from /proc/self/status.
+/// CPUs this process may run on: the calling thread's affinity mask (called from the main
+/// thread before any shard starts, so the mask the process was started with).
 pub fn allowed_cpus() -> Vec<usize> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let list = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-        .unwrap_or("")
-        .trim();
-    let mut cpus = Vec::new();
-    for part in list.split(',').filter(|p| !p.is_empty()) {
-        match part.split_once('-') {
-            Some((a, b)) => {
-                if let (Ok(a), Ok(b)) = (a.parse::<usize>(), b.parse::<usize>()) {
-                    cpus.extend(a..=b);
-                }
-            }
-            None => cpus.extend(part.parse::<usize>().ok()),
-        }
-    }
-    if cpus.is_empty() {
-        cpus.push(0);
-    }
-    cpus
+    let cpus: Vec<usize> = match rustix::thread::sched_getaffinity(None) {
+        Ok(mask) => (0..rustix::thread::CpuSet::MAX_CPU)
+            .filter(|&cpu| mask.is_set(cpu))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    if cpus.is_empty() { vec![0] } else { cpus }
 }
 
 /// Binds (without listening) a socket on each listener address with SO_REUSEPORT, turning
@@ -310,5 +292,27 @@ mod tests {
         let cpus = allowed_cpus();
         assert!(!cpus.is_empty());
         assert!(cpus.len() <= std::thread::available_parallelism().map_or(usize::MAX, |n| n.get()));
+        // A thread narrowed to one CPU (the last allowed) sees exactly that one.
+        let last = *cpus.last().unwrap();
+        let narrowed = std::thread::spawn(move || {
+            let mut one = rustix::thread::CpuSet::new();
+            one.set(last);
+            rustix::thread::sched_setaffinity(None, &one).unwrap();
+            allowed_cpus()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(narrowed, [last]);
+    }
+
+    #[test]
+    fn memlock_limit_is_the_soft_limit_the_kernel_reports() {
+        let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+        let line = limits
+            .lines()
+            .find(|l| l.starts_with("Max locked memory"))
+            .unwrap();
+        let soft = line.split_whitespace().nth(3).unwrap();
+        assert_eq!(memlock_limit(), soft.parse().ok(), "{line}");
     }
 }

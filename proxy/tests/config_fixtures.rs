@@ -5,24 +5,15 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use support::{Config, egressd};
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn egressd(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_egressd"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("run egressd");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// Relative paths (as the .expected files name them) of the .toml files in a directory.
@@ -69,7 +60,7 @@ fn warning_configs_pass_with_exactly_their_warnings() {
 fn examples_check_clean_and_round_trip_through_artifacts() {
     let files = fixtures("configs/examples");
     assert!(files.len() >= 4, "{files:?}");
-    let dir = tempdir();
+    let dir = tempfile::tempdir().expect("tempdir");
     for f in &files {
         let (code, stdout, stderr) = egressd(&["check", "-c", f]);
         assert_eq!(code, 0, "{f}: {stdout}{stderr}");
@@ -79,7 +70,7 @@ fn examples_check_clean_and_round_trip_through_artifacts() {
         );
         assert!(stdout.contains(", 0 failed"), "{f}: {stdout}");
 
-        let out = dir.join(
+        let out = dir.path().join(
             Path::new(f)
                 .with_extension("bin")
                 .file_name()
@@ -144,8 +135,8 @@ fn explain_shows_rule_conditions_pool_and_chain() {
 
 #[test]
 fn damaged_artifacts_are_refused_with_a_clear_error() {
-    let dir = tempdir();
-    let out = dir.join("p.bin");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("p.bin");
     let out_s = out.to_str().expect("utf-8");
     let (code, ..) = egressd(&[
         "compile",
@@ -212,15 +203,76 @@ fn hash_password_makes_a_verifiable_argon2id_hash() {
     );
 }
 
-/// A fresh directory under the target dir (no extra crates needed).
-fn tempdir() -> PathBuf {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "egressd-fixtures-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).expect("tempdir");
-    dir
+/// The configuration the end-to-end tests start from (`support::Config`) renders in the order
+/// it was built, with one `[proxy]` table and one listener, and is a clean config.
+#[test]
+fn the_test_support_config_renders_in_order_and_checks_clean() {
+    let text = Config::new()
+        .proxy("handshake_timeout", "\"1s\"")
+        .proxy("handshake_timeout", "\"2s\"")
+        .deny(&["127.0.0.9/32"])
+        .auth("optional")
+        .auth("required")
+        .user("alice", "alice-pw", &["finance"])
+        .pool("finance", &["127.0.0.2"], &["fallback = \"deny\""])
+        .block("port 1", "net.dst.port == 1")
+        .egress_group("finance")
+        .toml("[[device]]\nsource = \"127.0.0.1/32\"\npassed = [\"managed\"]")
+        .catch_all()
+        .to_string();
+    let hash = text
+        .lines()
+        .find_map(|l| l.strip_prefix("password = "))
+        .unwrap();
+    assert!(hash.starts_with("\"$argon2id$"), "{hash}");
+    assert_eq!(
+        text.replace(hash, "HASH"),
+        r#"[proxy]
+deny_destinations = ["127.0.0.9/32"]
+handshake_timeout = "2s"
+
+[[listener]]
+name = "office"
+bind = "127.0.0.1:0"
+auth = "required"
+
+[[user]]
+name = "alice"
+password = HASH
+groups = ["finance"]
+
+[[pool]]
+name = "finance"
+ipv4 = ["127.0.0.2"]
+fallback = "deny"
+
+[[rule]]
+name = "port 1"
+when = 'net.dst.port == 1'
+action = "block"
+
+[[rule]]
+name = "finance"
+when = 'any(identity.groups[*] == "finance")'
+action = "egress"
+pool = "finance"
+
+[[device]]
+source = "127.0.0.1/32"
+passed = ["managed"]
+
+[[rule]]
+name = "catch-all"
+action = "default"
+"#
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("support.toml");
+    std::fs::write(&path, &text).unwrap();
+    let (code, stdout, stderr) = egressd(&["check", "-c", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        !stdout.contains("error:") && !stdout.contains("warning:"),
+        "{stdout}"
+    );
 }

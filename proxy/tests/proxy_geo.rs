@@ -6,10 +6,8 @@
 
 mod support;
 
-use std::process::Command;
-
 use mmdb_writer::{IpVersion, Value, Writer};
-use support::{Proxy, Upstream, curl, tempdir};
+use support::{Config, Proxy, Upstream, curl, egressd, tempdir};
 
 /// A DB-IP-shaped database placing each address in a country.
 fn database(entries: &[(&str, &str)]) -> Vec<u8> {
@@ -26,36 +24,18 @@ fn database(entries: &[(&str, &str)]) -> Vec<u8> {
     w.to_bytes().unwrap()
 }
 
+/// Destinations in Portugal (per the database at `db`) are reached from pool "pt".
 fn config(db: &std::path::Path) -> String {
-    format!(
-        r#"
-[proxy]
-deny_destinations = []
-
-[geoip]
-database = "{db}"
-
-[[listener]]
-name = "office"
-bind = "127.0.0.1:0"
-
-[[pool]]
-name = "pt"
-location = {{ country = "PT" }}
-ipv4 = ["127.0.0.2"]
-
-[[rule]]
-name = "Portugal via Portugal"
-when = 'net.dst.geo.country == "PT" and net.dst.geo.continent == "EU"'
-action = "egress"
-pool = "pt"
-
-[[rule]]
-name = "catch-all"
-action = "default"
-"#,
-        db = db.display()
-    )
+    Config::new()
+        .toml(&format!("[geoip]\ndatabase = \"{}\"", db.display()))
+        .pool("pt", &["127.0.0.2"], &["location = { country = \"PT\" }"])
+        .egress(
+            "Portugal via Portugal",
+            "net.dst.geo.country == \"PT\" and net.dst.geo.continent == \"EU\"",
+            "pt",
+        )
+        .catch_all()
+        .to_string()
 }
 
 #[test]
@@ -63,13 +43,13 @@ fn country_rules_pick_the_pool_and_follow_a_reloaded_database() {
     let pt = Upstream::start("127.0.0.5:0");
     let de = Upstream::start("127.0.0.6:0");
     let dir = tempdir("geo");
-    let db = dir.join("countries.mmdb");
+    let db = dir.path().join("countries.mmdb");
     std::fs::write(
         &db,
         database(&[("127.0.0.5/32", "PT"), ("127.0.0.6/32", "DE")]),
     )
     .unwrap();
-    let mut proxy = Proxy::start(&config(&db));
+    let mut proxy = Proxy::start(config(&db));
     let socks = proxy.addr.to_string();
     assert_eq!(curl(&["--socks5", &socks, &pt.url("/")]).1, "127.0.0.2");
     assert_eq!(curl(&["--socks5", &socks, &de.url("/")]).1, "127.0.0.1");
@@ -94,13 +74,8 @@ fn country_rules_pick_the_pool_and_follow_a_reloaded_database() {
     assert_eq!(curl(&["--socks5", &socks, &de.url("/")]).1, "127.0.0.2");
 
     // ...and a clear error at start.
-    let out = Command::new(env!("CARGO_BIN_EXE_egressd"))
-        .args(["run", "-c"])
-        .arg(&proxy.config)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(78));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (code, _, err) = egressd(&["run", "-c", proxy.config.to_str().unwrap()]);
+    assert_eq!(code, 78);
     assert!(
         err.contains("countries.mmdb") && err.contains("not a valid MaxMind DB"),
         "{err}"
@@ -110,27 +85,17 @@ fn country_rules_pick_the_pool_and_follow_a_reloaded_database() {
 #[test]
 fn explain_and_check_use_the_database() {
     let dir = tempdir("geo-explain");
-    let db = dir.join("countries.mmdb");
+    let db = dir.path().join("countries.mmdb");
     std::fs::write(
         &db,
         database(&[("127.0.0.2/32", "DE"), ("203.0.113.0/24", "PT")]),
     )
     .unwrap();
-    let path = dir.join("p.toml");
+    let path = dir.path().join("p.toml");
     std::fs::write(&path, config(&db)).unwrap();
-    let egressd = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_egressd"))
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
-    };
     let p = path.to_str().unwrap();
-    let (code, out) = egressd(&["explain", "-c", p, "--dst", "203.0.113.7:443"]);
-    assert_eq!(code, Some(0));
+    let (code, out, _) = egressd(&["explain", "-c", p, "--dst", "203.0.113.7:443"]);
+    assert_eq!(code, 0);
     assert!(
         out.contains("geolocation: source unknown, destination PT (EU)"),
         "{out}"
@@ -140,8 +105,8 @@ fn explain_and_check_use_the_database() {
         "{out}"
     );
     // The pool says PT but its address geolocates to DE: a warning, not an error.
-    let (code, out) = egressd(&["check", "-c", p]);
-    assert_eq!(code, Some(0), "{out}");
+    let (code, out, _) = egressd(&["check", "-c", p]);
+    assert_eq!(code, 0, "{out}");
     assert!(
         out.contains("warning: pool \"pt\" says PT but 127.0.0.2 geolocates to DE"),
         "{out}"

@@ -10,62 +10,28 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use support::{Proxy, Upstream, curl, hash};
+use support::{Config, Proxy, Upstream, curl};
 
-fn config(blocked_port: u16) -> String {
-    format!(
-        r#"
-[proxy]
-deny_destinations = ["127.0.0.9/32"]
-handshake_timeout = "1s"
-
-[[listener]]
-name = "office"
-bind = "127.0.0.1:0"
-auth = "optional"
-
-[[user]]
-name = "alice"
-password = "{alice}"
-groups = ["finance"]
-
-[[pool]]
-name = "finance"
-ipv4 = ["127.0.0.2"]
-
-[[pool]]
-name = "partners"
-ipv4 = ["127.0.0.4"]
-
-[[rule]]
-name = "blocked port"
-when = 'net.dst.port == {blocked_port}'
-action = "block"
-
-[[rule]]
-name = "partner host"
-when = 'net.dst.ip == 127.0.0.6'
-action = "egress"
-pool = "partners"
-
-[[rule]]
-name = "finance"
-when = 'any(identity.groups[*] == "finance")'
-action = "egress"
-pool = "finance"
-
-[[rule]]
-name = "catch-all"
-action = "default"
-"#,
-        alice = hash("alice-pw"),
-    )
+/// alice (finance) leaves from her group's pool, 127.0.0.6 is reached from the partners' pool,
+/// `blocked_port` is blocked, and anyone else gets the default address.
+fn config(blocked_port: u16) -> Config {
+    Config::new()
+        .deny(&["127.0.0.9/32"])
+        .proxy("handshake_timeout", "\"1s\"")
+        .auth("optional")
+        .user("alice", "alice-pw", &["finance"])
+        .pool("finance", &["127.0.0.2"], &[])
+        .pool("partners", &["127.0.0.4"], &[])
+        .block("blocked port", &format!("net.dst.port == {blocked_port}"))
+        .egress("partner host", "net.dst.ip == 127.0.0.6", "partners")
+        .egress_group("finance")
+        .catch_all()
 }
 
 #[test]
 fn forward_and_connect_leave_from_the_users_pool() {
     let up = Upstream::start("127.0.0.1:0");
-    let proxy = Proxy::start(&config(1));
+    let proxy = Proxy::start(config(1));
     let p = format!("http://{}", proxy.addr);
     // Absolute-form forwarding.
     let (code, body, err) = curl(&["-x", &p, "-U", "alice:alice-pw", &up.url("/")]);
@@ -85,7 +51,7 @@ fn forward_and_connect_leave_from_the_users_pool() {
 fn keep_alive_reuses_the_upstream_and_a_new_target_gets_a_new_decision() {
     let up = Upstream::start("127.0.0.1:0");
     let partner = Upstream::start("127.0.0.6:0");
-    let proxy = Proxy::start(&config(1));
+    let proxy = Proxy::start(config(1));
     let p = format!("http://{}", proxy.addr);
     // Three requests on one client connection: two to the same upstream, one to the partner.
     let (code, body, err) = curl(&[
@@ -140,7 +106,7 @@ fn keep_alive_reuses_the_upstream_and_a_new_target_gets_a_new_decision() {
 #[test]
 fn auth_block_and_deny_statuses() {
     let up = Upstream::start("127.0.0.1:0");
-    let proxy = Proxy::start(&config(up.addr.port()));
+    let proxy = Proxy::start(config(up.addr.port()));
     let p = format!("http://{}", proxy.addr);
     // Blocked by rule: 403.
     let (code, _, err) = curl(&["-f", "-x", &p, &up.url("/")]);
@@ -166,7 +132,7 @@ fn auth_block_and_deny_statuses() {
 #[test]
 fn required_auth_challenges_anonymous_clients() {
     let up = Upstream::start("127.0.0.1:0");
-    let proxy = Proxy::start(&config(1).replace("auth = \"optional\"", "auth = \"required\""));
+    let proxy = Proxy::start(config(1).auth("required"));
     let p = format!("http://{}", proxy.addr);
     let (_, _, err) = curl(&["-v", "-x", &p, &up.url("/")]);
     assert!(
@@ -190,7 +156,7 @@ fn raw(proxy: &Proxy, bytes: &[u8]) -> String {
 #[test]
 fn malformed_oversized_and_silent_http_clients() {
     let up = Upstream::start("127.0.0.1:0");
-    let proxy = Proxy::start(&config(1));
+    let proxy = Proxy::start(config(1));
     assert!(raw(&proxy, b"GET http://x/ HTTP/1.1\r\nHost x\r\n\r\n").starts_with("HTTP/1.1 400"));
     let mut big = b"GET http://example.com/ HTTP/1.1\r\n".to_vec();
     for i in 0..2000 {
@@ -225,7 +191,7 @@ fn malformed_oversized_and_silent_http_clients() {
 #[test]
 fn post_bodies_are_relayed_both_framings() {
     let up = Upstream::start("127.0.0.1:0");
-    let proxy = Proxy::start(&config(1));
+    let proxy = Proxy::start(config(1));
     let p = format!("http://{}", proxy.addr);
     let (code, body, err) = curl(&["-x", &p, "--data-binary", "hello body", &up.url("/echo")]);
     assert_eq!((code, body.as_str()), (0, "hello body"), "{err}");
@@ -245,7 +211,7 @@ fn post_bodies_are_relayed_both_framings() {
 #[test]
 fn python_urllib_answers_the_407_challenge_and_tunnels_with_http_client() {
     let up = Upstream::start("127.0.0.1:0");
-    let proxy = Proxy::start(&config(1).replace("auth = \"optional\"", "auth = \"required\""));
+    let proxy = Proxy::start(config(1).auth("required"));
     // urllib first asks without credentials, gets 407 + Proxy-Authenticate, retries with them.
     let script = format!(
         r#"
@@ -301,7 +267,7 @@ fn wait_records(proxy: &Proxy, n: usize) {
 fn idle_upstream_connections_serve_later_clients_leaving_from_the_same_address_only() {
     let up = Upstream::start("127.0.0.1:0");
     // Idle connections are kept per shard: one shard, so every client reaches the same.
-    let proxy = Proxy::start(&config(1).replace("[proxy]", "[proxy]\nshards = 1"));
+    let proxy = Proxy::start(config(1).proxy("shards", "1"));
     let p = format!("http://{}", proxy.addr);
     // Two clients one after the other, anonymous (the catch-all: the kernel's source).
     let (code, first, err) = curl(&["-x", &p, &up.url("/port")]);
@@ -373,7 +339,7 @@ fn one_answer_per_connection() -> (
 #[test]
 fn a_kept_connection_closed_by_the_server_is_replaced_and_the_request_sent_again() {
     let (addr, accepted) = one_answer_per_connection();
-    let proxy = Proxy::start(&config(1).replace("[proxy]", "[proxy]\nshards = 1"));
+    let proxy = Proxy::start(config(1).proxy("shards", "1"));
     let p = format!("http://{}", proxy.addr);
     let url = format!("http://{addr}/");
     let (code, body, err) = curl(&["-x", &p, &url]);

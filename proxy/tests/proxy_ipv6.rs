@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::net::Ipv6Addr;
 use std::process::{Child, Command, Stdio};
 
-use support::{Proxy, hash};
+use support::{Config, Proxy};
 
 struct Netns(String);
 
@@ -107,38 +107,19 @@ fn ipv6_prefix_pool_in_a_namespace() {
     }
     let ns = Netns::create();
     let (mut server, port) = upstream(&ns);
-    let config = format!(
-        r#"
-[proxy]
-deny_destinations = []
-
-[[listener]]
-name = "ns"
-bind = "127.0.0.1:0"
-auth = "optional"
-
-[[user]]
-name = "alice"
-password = "{a}"
-
-[[user]]
-name = "bob"
-password = "{b}"
-
-[[pool]]
+    let config = Config::new()
+        .auth("optional")
+        .user("alice", "a", &[])
+        .user("bob", "b", &[])
+        .toml(
+            r#"[[pool]]
 name = "pt6"
 ipv6 = ["2001:db8:10::/64"]
 ipv6_select = "sticky"
-fallback = "deny"
-
-[[rule]]
-name = "everything via the prefix"
-action = "egress"
-pool = "pt6"
-"#,
-        a = hash("a"),
-        b = hash("b")
-    );
+fallback = "deny""#,
+        )
+        .egress("everything via the prefix", "", "pt6")
+        .to_string();
     let prefix: Vec<String> = ns.exec();
     let prefix: Vec<&str> = prefix.iter().map(String::as_str).collect();
     let proxy = Proxy::start_with(&config, &prefix);

@@ -10,66 +10,24 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use support::{EchoUpstream, Proxy, Upstream, curl, hash};
+use support::{Config, EchoUpstream, Proxy, Upstream, curl, eventually, socks5};
 
-fn config(alice_pool: &str) -> String {
-    format!(
-        r#"
-[proxy]
-deny_destinations = []
-drain_timeout = "20s"
-
-[[listener]]
-name = "office"
-bind = "127.0.0.1:0"
-auth = "optional"
-
-[[user]]
-name = "alice"
-password = "{alice}"
-
-[[pool]]
-name = "one"
-ipv4 = ["127.0.0.2"]
-
-[[pool]]
-name = "two"
-ipv4 = ["127.0.0.3"]
-
-[[rule]]
-name = "alice"
-when = 'identity.name == "alice"'
-action = "egress"
-pool = "{alice_pool}"
-
-[[rule]]
-name = "catch-all"
-action = "default"
-"#,
-        alice = hash("pw"),
-    )
+/// alice leaves from `alice_pool`, anyone else from the default address.
+fn config(alice_pool: &str) -> Config {
+    Config::new()
+        .proxy("drain_timeout", "\"20s\"")
+        .auth("optional")
+        .user("alice", "pw", &[])
+        .pool("one", &["127.0.0.2"], &[])
+        .pool("two", &["127.0.0.3"], &[])
+        .egress("alice", "identity.name == \"alice\"", alice_pool)
+        .catch_all()
 }
 
 /// A SOCKS5 tunnel as alice to the echo upstream; returns the stream and the egress address
 /// the upstream reported.
 fn tunnel(proxy: SocketAddr, echo: SocketAddr) -> (BufReader<TcpStream>, String) {
-    let mut s = TcpStream::connect(proxy).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    s.write_all(&[5, 1, 2]).unwrap();
-    let mut b2 = [0u8; 2];
-    s.read_exact(&mut b2).unwrap();
-    s.write_all(&[1, 5, b'a', b'l', b'i', b'c', b'e', 2, b'p', b'w'])
-        .unwrap();
-    s.read_exact(&mut b2).unwrap();
-    assert_eq!(b2, [1, 0]);
-    let SocketAddr::V4(e) = echo else { panic!() };
-    let mut req = vec![5, 1, 0, 1];
-    req.extend_from_slice(&e.ip().octets());
-    req.extend_from_slice(&e.port().to_be_bytes());
-    s.write_all(&req).unwrap();
-    let mut reply = [0u8; 10];
-    s.read_exact(&mut reply).unwrap();
-    assert_eq!(reply[1], 0);
+    let (s, _) = socks5::tunnel(proxy, Some(("alice", "pw")), echo);
     let mut r = BufReader::new(s);
     let mut first = String::new();
     r.read_line(&mut first).unwrap();
@@ -88,13 +46,13 @@ fn echo_round(r: &mut BufReader<TcpStream>, msg: &[u8]) -> Vec<u8> {
 fn reload_changes_new_connections_and_keeps_open_tunnels() {
     let up = Upstream::start("127.0.0.1:0");
     let echo = EchoUpstream::start("127.0.0.1:0");
-    let mut proxy = Proxy::start(&config("one"));
+    let mut proxy = Proxy::start(config("one"));
     let socks = proxy.addr.to_string();
     let (mut open, ip) = tunnel(proxy.addr, echo.addr);
     assert_eq!(ip, "127.0.0.2");
     assert_eq!(echo_round(&mut open, b"before"), b"before");
 
-    let line = proxy.reload(&config("two"));
+    let line = proxy.reload(config("two"));
     assert!(
         line.contains("\"reloaded\"") && line.contains("\"generation\":2"),
         "{line}"
@@ -105,8 +63,8 @@ fn reload_changes_new_connections_and_keeps_open_tunnels() {
     assert_eq!(echo_round(&mut open, b"after"), b"after");
 
     // A broken file is rejected whole: its diagnostics are logged, generation 2 keeps serving.
-    let broken = config("one").replace("pool = \"one\"", "pool = \"nowhere\"");
-    let line = proxy.reload(&broken);
+    let broken = config("nowhere");
+    let line = proxy.reload(broken);
     assert!(line.contains("reload rejected"), "{line}");
     let (code, body, _) = curl(&["--socks5", &socks, "-U", "alice:pw", &up.url("/")]);
     assert_eq!((code, body.as_str()), (0, "127.0.0.3"));
@@ -128,19 +86,16 @@ fn reload_changes_new_connections_and_keeps_open_tunnels() {
 #[test]
 fn sigterm_drains_open_tunnels_then_exits() {
     let echo = EchoUpstream::start("127.0.0.1:0");
-    let mut proxy = Proxy::start(&config("one"));
+    let mut proxy = Proxy::start(config("one"));
     let (mut open, _) = tunnel(proxy.addr, echo.addr);
     support::signal(proxy.child.id(), "TERM");
     proxy.next_line("draining");
     // New connections are refused once the listeners are closed...
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(proxy.addr).is_ok() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "still accepting after SIGTERM"
-        );
-        std::thread::yield_now();
-    }
+    eventually(
+        Duration::from_secs(10),
+        "still accepting after SIGTERM",
+        || TcpStream::connect(proxy.addr).is_err().then_some(()),
+    );
     // ...while the open tunnel keeps working until its client finishes.
     assert_eq!(echo_round(&mut open, b"draining"), b"draining");
     drop(open);

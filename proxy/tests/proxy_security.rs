@@ -12,67 +12,28 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use support::{Proxy, Upstream, connect_from, curl, hash};
+use support::socks5::{Handshake, Socks5};
+use support::{Config, Proxy, Upstream, connect_from, curl, eventually};
 
-fn config(proxy_extra: &str) -> String {
-    format!(
-        r#"
-[proxy]
-deny_destinations = ["169.254.0.0/16"]
-{proxy_extra}
+/// alice (finance) and bob (engineering) leave from their groups' pools; what `blocked`
+/// matches (carol, in `config`) is blocked; anyone else gets the default address.
+fn blocking(blocked: &str) -> Config {
+    Config::new()
+        .deny(&["169.254.0.0/16"])
+        .auth("optional")
+        .user("alice", "alice-pw", &["finance"])
+        .user("bob", "bob-pw", &["engineering"])
+        .user("carol", "carol-pw", &[])
+        .pool("finance", &["127.0.0.2"], &[])
+        .pool("engineering", &["127.0.0.3"], &[])
+        .block("carol is blocked", blocked)
+        .egress_group("finance")
+        .egress_group("engineering")
+        .catch_all()
+}
 
-[[listener]]
-name = "office"
-bind = "127.0.0.1:0"
-auth = "optional"
-
-[[user]]
-name = "alice"
-password = "{alice}"
-groups = ["finance"]
-
-[[user]]
-name = "bob"
-password = "{bob}"
-groups = ["engineering"]
-
-[[user]]
-name = "carol"
-password = "{carol}"
-
-[[pool]]
-name = "finance"
-ipv4 = ["127.0.0.2"]
-
-[[pool]]
-name = "engineering"
-ipv4 = ["127.0.0.3"]
-
-[[rule]]
-name = "carol is blocked"
-when = 'identity.name == "carol"'
-action = "block"
-
-[[rule]]
-name = "finance"
-when = 'any(identity.groups[*] == "finance")'
-action = "egress"
-pool = "finance"
-
-[[rule]]
-name = "engineering"
-when = 'any(identity.groups[*] == "engineering")'
-action = "egress"
-pool = "engineering"
-
-[[rule]]
-name = "catch-all"
-action = "default"
-"#,
-        alice = hash("alice-pw"),
-        bob = hash("bob-pw"),
-        carol = hash("carol-pw"),
-    )
+fn config() -> Config {
+    blocking("identity.name == \"carol\"")
 }
 
 /// Python's http.client sends `requests` (credentials or None) on one connection, each to
@@ -122,7 +83,7 @@ print(json.dumps(out))
 #[test]
 fn every_request_on_a_kept_connection_is_decided_for_its_own_identity() {
     let up = Upstream::start("127.0.0.1:0");
-    let proxy = Proxy::start(&config(""));
+    let proxy = Proxy::start(config());
     let url = up.url("/port");
     let answers = python_one_connection(
         proxy.addr,
@@ -265,7 +226,11 @@ fn dribbling_clients_are_cut_at_the_handshake_deadline_while_others_are_served()
     let up = Upstream::start("127.0.0.1:0");
     // 120 slots; the per-client default is half of them, so 100 slow clients from one address
     // cannot take them all.
-    let proxy = Proxy::start(&config("handshake_timeout = \"1s\"\nmax_connections = 120"));
+    let proxy = Proxy::start(
+        config()
+            .proxy("handshake_timeout", "\"1s\"")
+            .proxy("max_connections", "120"),
+    );
     let slow: Vec<TcpStream> = (0..100)
         .map(|_| TcpStream::connect(proxy.addr).unwrap())
         .collect();
@@ -313,7 +278,7 @@ fn dribbling_clients_are_cut_at_the_handshake_deadline_while_others_are_served()
 #[test]
 fn a_dribbled_socks5_handshake_and_a_dribbled_tls_free_head_meet_one_deadline() {
     let up = Upstream::start("127.0.0.1:0");
-    let proxy = Proxy::start(&config("handshake_timeout = \"1s\""));
+    let proxy = Proxy::start(config().proxy("handshake_timeout", "\"1s\""));
     // SOCKS5: greeting, user/password and request, 1 byte per 100 ms: 36 bytes take 3.6 s,
     // three times the deadline, though no single wait is anywhere near it.
     let mut socks = vec![5u8, 1, 2, 1, 5];
@@ -348,9 +313,12 @@ fn a_dribbled_socks5_handshake_and_a_dribbled_tls_free_head_meet_one_deadline() 
 #[test]
 fn a_later_head_on_a_kept_connection_has_its_own_deadline_and_idle_kept_connections_close() {
     let up = Upstream::start("127.0.0.1:0");
-    let proxy = Proxy::start(&config(
-        "handshake_timeout = \"1s\"\nkeepalive_timeout = \"1s\"\nshards = 1",
-    ));
+    let proxy = Proxy::start(
+        config()
+            .proxy("handshake_timeout", "\"1s\"")
+            .proxy("keepalive_timeout", "\"1s\"")
+            .proxy("shards", "1"),
+    );
     // A complete first request, then the second head dribbled: 408 at its deadline.
     let mut s = TcpStream::connect(proxy.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
@@ -390,7 +358,11 @@ fn a_later_head_on_a_kept_connection_has_its_own_deadline_and_idle_kept_connecti
 #[test]
 fn one_address_cannot_take_every_slot() {
     let up = Upstream::start("127.0.0.1:0");
-    let mut proxy = Proxy::start(&config("shards = 1\nmax_connections_per_client = 2"));
+    let mut proxy = Proxy::start(
+        config()
+            .proxy("shards", "1")
+            .proxy("max_connections_per_client", "2"),
+    );
     // Two silent clients from 127.0.0.1 hold the address's two slots; a third is closed at
     // once without a byte.
     let a = TcpStream::connect(proxy.addr).unwrap();
@@ -416,18 +388,15 @@ fn one_address_cannot_take_every_slot() {
     assert_eq!((code, body.as_str()), (0, "127.0.0.1"), "{err}");
     // A slot freed is a slot for the same address again.
     drop(a);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (code, body, _) = curl(&["--socks5", &proxy.addr.to_string(), &up.url("/")]);
-        if code == 0 {
-            assert_eq!(body, "127.0.0.1");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the freed slot was not given back"
-        );
-    }
+    let body = eventually(
+        Duration::from_secs(10),
+        "the freed slot was not given back",
+        || {
+            let (code, body, _) = curl(&["--socks5", &proxy.addr.to_string(), &up.url("/")]);
+            (code == 0).then_some(body)
+        },
+    );
+    assert_eq!(body, "127.0.0.1");
 }
 
 /// A raw SOCKS5 user/password exchange from `src`: the sub-negotiation's status byte and, when
@@ -450,40 +419,21 @@ fn try_socks_login(
     pw: &str,
     dst: SocketAddr,
 ) -> std::io::Result<(u8, Option<u8>)> {
-    let mut s = connect_from(src, proxy);
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    s.write_all(&[5, 1, 2])?;
-    let mut two = [0u8; 2];
-    s.read_exact(&mut two)?;
-    assert_eq!(two, [5, 2]);
-    let mut msg = vec![1, user.len() as u8];
-    msg.extend_from_slice(user.as_bytes());
-    msg.push(pw.len() as u8);
-    msg.extend_from_slice(pw.as_bytes());
-    s.write_all(&msg)?;
-    s.read_exact(&mut two)?;
-    if two[1] != 0 {
-        return Ok((two[1], None));
-    }
-    let SocketAddr::V4(v4) = dst else { panic!() };
-    let mut req = vec![5, 1, 0, 1];
-    req.extend_from_slice(&v4.ip().octets());
-    req.extend_from_slice(&v4.port().to_be_bytes());
-    s.write_all(&req)?;
-    let mut reply = [0u8; 10];
-    s.read_exact(&mut reply)?;
-    Ok((0, Some(reply[1])))
+    let mut client = Socks5::over(connect_from(src, proxy))?;
+    Ok(match client.handshake(Some((user, pw)), dst)? {
+        Handshake::LoginRefused(status) => (status[1], None),
+        Handshake::Replied(reply) => (0, Some(reply[1])),
+    })
 }
 
 #[test]
 fn a_flood_of_wrong_passwords_does_not_turn_a_correct_one_into_a_refusal() {
     let up = Upstream::start("127.0.0.1:0");
     // Six more users, each to log in once from an address of their own during the flood.
-    let quiet: String = (0..6)
-        .map(|i| format!("[[user]]\nname = \"u{i}\"\npassword = \"{}\"\n", hash("pw")))
-        .collect();
-    let proxy =
-        Proxy::start(&(config("").replace("auth = \"optional\"", "auth = \"required\"") + &quiet));
+    let config = (0..6).fold(config().auth("required"), |c, i| {
+        c.user(&format!("u{i}"), "pw", &[])
+    });
+    let proxy = Proxy::start(config);
     let stop = Arc::new(AtomicBool::new(false));
     let started = Arc::new(AtomicUsize::new(0));
     let refused = Arc::new(AtomicUsize::new(0));
@@ -513,11 +463,14 @@ fn a_flood_of_wrong_passwords_does_not_turn_a_correct_one_into_a_refusal() {
         .collect();
     // The flood is in full swing (every thread guessing, many guesses refused already, the
     // address a known guesser) before the right passwords come.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while started.load(Ordering::Relaxed) < 800 || refused.load(Ordering::Relaxed) < 300 {
-        assert!(Instant::now() < deadline, "the flood did not get going");
-        std::thread::yield_now();
-    }
+    eventually(
+        Duration::from_secs(60),
+        "the flood did not get going",
+        || {
+            (started.load(Ordering::Relaxed) >= 800 && refused.load(Ordering::Relaxed) >= 300)
+                .then_some(())
+        },
+    );
     // First use of each password (nothing cached), from quiet addresses: accepted.
     let socks = socks_login(proxy.addr, "127.0.0.5", "alice", "alice-pw", up.addr);
     let others: Vec<_> = (0..6)
@@ -572,7 +525,7 @@ fn a_flood_of_wrong_passwords_does_not_turn_a_correct_one_into_a_refusal() {
 #[test]
 fn unknown_and_known_user_names_take_comparable_time() {
     let up = Upstream::start("127.0.0.1:0");
-    let proxy = Proxy::start(&config("").replace("auth = \"optional\"", "auth = \"required\""));
+    let proxy = Proxy::start(config().auth("required"));
     let mut known = Vec::new();
     let mut unknown = Vec::new();
     // Interleaved, each attempt from an address of its own (no failure history).
@@ -674,7 +627,7 @@ fn read_response(s: &mut TcpStream) -> String {
 #[test]
 fn a_kept_upstream_that_sent_something_unasked_is_not_used_again() {
     let (up, send_stray, stray_sent) = stray_upstream();
-    let proxy = Proxy::start(&config(""));
+    let proxy = Proxy::start(config());
     let mut s = TcpStream::connect(proxy.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     s.write_all(format!("GET http://{up}/stray HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
@@ -696,17 +649,14 @@ fn a_kept_upstream_that_sent_something_unasked_is_not_used_again() {
 #[test]
 fn a_connection_accepted_before_a_reload_is_served_by_the_new_policy() {
     let up = Upstream::start("127.0.0.1:0");
-    let mut proxy = Proxy::start(&config(""));
+    let mut proxy = Proxy::start(config());
     // Both connections are accepted (one has even begun its request) before the reload that
     // blocks alice, and finish their handshakes after it.
     let mut http = TcpStream::connect(proxy.addr).unwrap();
     http.write_all(b"G").unwrap();
-    let mut socks = TcpStream::connect(proxy.addr).unwrap();
-    let blocked = config("").replace(
-        "name = \"carol is blocked\"\nwhen = 'identity.name == \"carol\"'",
-        "name = \"carol is blocked\"\nwhen = 'identity.name in {\"carol\" \"alice\"}'",
-    );
-    assert!(proxy.reload(&blocked).contains("reloaded"));
+    let mut socks = Socks5::over(TcpStream::connect(proxy.addr).unwrap()).unwrap();
+    let blocked = blocking("identity.name in {\"carol\" \"alice\"}");
+    assert!(proxy.reload(blocked).contains("reloaded"));
     http.set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
     http.write_all(
@@ -723,22 +673,11 @@ fn a_connection_accepted_before_a_reload_is_served_by_the_new_policy() {
         &head, b"HTTP/1.1 403",
         "alice is blocked by the policy now in force"
     );
-    drop(socks.set_read_timeout(Some(Duration::from_secs(20))));
-    socks.write_all(&[5, 1, 2]).unwrap();
-    let mut two = [0u8; 2];
-    socks.read_exact(&mut two).unwrap();
-    socks.write_all(b"\x01\x05alice\x08alice-pw").unwrap();
-    socks.read_exact(&mut two).unwrap();
-    assert_eq!(two, [1, 0]);
-    let SocketAddr::V4(v4) = up.addr else {
-        panic!()
-    };
-    let mut req = vec![5, 1, 0, 1];
-    req.extend_from_slice(&v4.ip().octets());
-    req.extend_from_slice(&v4.port().to_be_bytes());
-    socks.write_all(&req).unwrap();
-    let mut reply = [0u8; 10];
-    socks.read_exact(&mut reply).unwrap();
+    // The login succeeds (`reply` panics otherwise); the CONNECT is refused.
+    let reply = socks
+        .handshake(Some(("alice", "alice-pw")), up.addr)
+        .unwrap()
+        .reply();
     assert_eq!(reply[1], 0x02, "blocked by the new policy");
     let rec = proxy.wait_record(|r| r["protocol"] == "socks5" && r["user"] == "alice");
     assert_eq!(rec["generation"], 2);

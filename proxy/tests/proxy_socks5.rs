@@ -7,63 +7,31 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::Duration;
 
-use support::{EchoUpstream, Proxy, Upstream, curl, hash};
+use support::socks5::{Handshake, Socks5};
+use support::{Config, EchoUpstream, Proxy, Upstream, curl};
 
-fn config(extra_rules: &str) -> String {
-    format!(
-        r#"
-[proxy]
-deny_destinations = ["169.254.0.0/16", "127.0.0.9/32"]
-handshake_timeout = "1s"
-
-[[listener]]
-name = "office"
-bind = "127.0.0.1:0"
-auth = "optional"
-
-[[user]]
-name = "alice"
-password = "{alice}"
-groups = ["finance"]
-
-[[user]]
-name = "bob"
-password = "{bob}"
-groups = ["engineering"]
-
-[[pool]]
-name = "finance"
-ipv4 = ["127.0.0.2"]
-
-[[pool]]
-name = "engineering"
-ipv4 = ["192.0.2.1", "127.0.0.3"]
-fallback = "deny"
-
-{extra_rules}
-
-[[rule]]
-name = "finance"
-when = 'any(identity.groups[*] == "finance")'
-action = "egress"
-pool = "finance"
-
-[[rule]]
-name = "engineering"
-when = 'any(identity.groups[*] == "engineering")'
-action = "egress"
-pool = "engineering"
-
-[[rule]]
-name = "catch-all"
-action = "default"
-"#,
-        alice = hash("alice-pw"),
-        bob = hash("bob-pw"),
-    )
+/// Users alice (finance) and bob (engineering) leave from their groups' pools, anyone else
+/// from the default address; `extra` (TOML: pools, devices, rules) comes before those rules.
+fn config(extra: &str) -> Config {
+    Config::new()
+        .deny(&["169.254.0.0/16", "127.0.0.9/32"])
+        .proxy("handshake_timeout", "\"1s\"")
+        .auth("optional")
+        .user("alice", "alice-pw", &["finance"])
+        .user("bob", "bob-pw", &["engineering"])
+        .pool("finance", &["127.0.0.2"], &[])
+        .pool(
+            "engineering",
+            &["192.0.2.1", "127.0.0.3"],
+            &["fallback = \"deny\""],
+        )
+        .toml(extra)
+        .egress_group("finance")
+        .egress_group("engineering")
+        .catch_all()
 }
 
 fn socks(proxy: &Proxy) -> String {
@@ -73,7 +41,7 @@ fn socks(proxy: &Proxy) -> String {
 #[test]
 fn users_leave_from_their_pools_and_anonymous_from_the_default() {
     let up = Upstream::start("127.0.0.1:0");
-    let proxy = Proxy::start(&config(""));
+    let proxy = Proxy::start(config(""));
     let url = up.url("/");
     let (code, body, err) = curl(&[
         "--socks5-hostname",
@@ -132,7 +100,7 @@ action = "block"
         port = other.addr.port(),
         up_port = up.addr.port()
     );
-    let proxy = Proxy::start(&config(&rules));
+    let proxy = Proxy::start(config(&rules));
     let (code, body, _) = curl(&["--socks5", &socks(&proxy), &other.url("/")]);
     assert_eq!((code, body.as_str()), (0, "127.0.0.2"));
 
@@ -160,51 +128,17 @@ action = "block"
     proxy.wait_record(|r| r["outcome"] == "denied_destination");
 }
 
-/// Sends a greeting, optionally user/pass, and a CONNECT; returns the reply bytes.
-fn raw_connect(
-    proxy: SocketAddr,
-    creds: Option<(&str, &str)>,
-    target: SocketAddr,
-) -> (TcpStream, Vec<u8>) {
-    let mut s = TcpStream::connect(proxy).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let method = if creds.is_some() { 2 } else { 0 };
-    s.write_all(&[5, 1, method]).unwrap();
-    let mut choice = [0u8; 2];
-    s.read_exact(&mut choice).unwrap();
-    assert_eq!(choice, [5, method]);
-    if let Some((u, p)) = creds {
-        let mut msg = vec![1, u.len() as u8];
-        msg.extend_from_slice(u.as_bytes());
-        msg.push(p.len() as u8);
-        msg.extend_from_slice(p.as_bytes());
-        s.write_all(&msg).unwrap();
-        let mut status = [0u8; 2];
-        s.read_exact(&mut status).unwrap();
-        if status != [1, 0] {
-            return (s, status.to_vec());
-        }
-    }
-    let SocketAddr::V4(t) = target else { panic!() };
-    let mut req = vec![5, 1, 0, 1];
-    req.extend_from_slice(&t.ip().octets());
-    req.extend_from_slice(&t.port().to_be_bytes());
-    s.write_all(&req).unwrap();
-    let mut reply = [0u8; 10];
-    s.read_exact(&mut reply).unwrap();
-    (s, reply.to_vec())
-}
-
 #[test]
 fn bnd_addr_is_the_real_egress_address_and_tunnels_pass_half_close() {
     let echo = EchoUpstream::start("127.0.0.1:0");
-    let proxy = Proxy::start(&config(""));
-    let (mut s, reply) = raw_connect(proxy.addr, Some(("alice", "alice-pw")), echo.addr);
-    assert_eq!(&reply[..4], &[5, 0, 0, 1]);
-    let bnd = SocketAddr::from((
-        [reply[4], reply[5], reply[6], reply[7]],
-        u16::from_be_bytes([reply[8], reply[9]]),
-    ));
+    let proxy = Proxy::start(config(""));
+    let mut client = Socks5::open(proxy.addr).unwrap();
+    let done = client
+        .handshake(Some(("alice", "alice-pw")), echo.addr)
+        .unwrap();
+    assert_eq!(&done.reply()[..4], &[5, 0, 0, 1]);
+    let bnd = done.bound();
+    let mut s = client.stream;
     // The upstream's first line is the peer it saw: exactly BND.ADDR:BND.PORT.
     let mut seen = Vec::new();
     let mut byte = [0u8; 1];
@@ -225,10 +159,12 @@ fn bnd_addr_is_the_real_egress_address_and_tunnels_pass_half_close() {
 /// half-close), with bulk copied or, with `[proxy] splice = true`, moved through pipes.
 fn bulk_echo_through_a_tunnel(splice: bool) {
     let echo = EchoUpstream::start("127.0.0.1:0");
-    let cfg = config("").replace("[proxy]", &format!("[proxy]\nsplice = {splice}"));
-    let proxy = Proxy::start(&cfg);
-    let (mut s, reply) = raw_connect(proxy.addr, None, echo.addr);
+    let cfg = config("").proxy("splice", &splice.to_string());
+    let proxy = Proxy::start(cfg);
+    let mut client = Socks5::open(proxy.addr).unwrap();
+    let reply = client.handshake(None, echo.addr).unwrap().reply();
     assert_eq!(&reply[..2], &[5, 0]);
+    let mut s = client.stream;
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let data: Vec<u8> = (0..32u32 << 20).map(|i| (i % 251) as u8).collect();
     let mut writer = s.try_clone().unwrap();
@@ -261,7 +197,7 @@ fn bulk_tunnels_are_intact_copied_or_spliced() {
 #[test]
 fn wrong_passwords_and_required_auth_are_refused() {
     let up = Upstream::start("127.0.0.1:0");
-    let proxy = Proxy::start(&config(""));
+    let proxy = Proxy::start(config(""));
     let (code, _, err) = curl(&[
         "--socks5",
         &socks(&proxy),
@@ -271,8 +207,11 @@ fn wrong_passwords_and_required_auth_are_refused() {
     ]);
     assert_ne!(code, 0);
     assert!(err.contains("rejected"), "{err}");
-    let (_, status) = raw_connect(proxy.addr, Some(("nobody", "x")), up.addr);
-    assert_eq!(status, [1, 1]);
+    let done = Socks5::open(proxy.addr)
+        .unwrap()
+        .handshake(Some(("nobody", "x")), up.addr)
+        .unwrap();
+    assert_eq!(done, Handshake::LoginRefused([1, 1]));
     proxy.wait_record(|r| r["outcome"] == "auth_failed" && r["user"] == "nobody");
     assert_eq!(up.connections(), 0);
     // The right password still works afterwards.
@@ -285,12 +224,12 @@ fn wrong_passwords_and_required_auth_are_refused() {
     ]);
     assert_eq!((code, body.as_str()), (0, "127.0.0.2"));
 
-    let required = config("").replace("auth = \"optional\"", "auth = \"required\"");
-    let proxy = Proxy::start(&required);
-    let mut s = TcpStream::connect(proxy.addr).unwrap();
-    s.write_all(&[5, 1, 0]).unwrap();
-    let mut choice = [0u8; 2];
-    s.read_exact(&mut choice).unwrap();
+    let required = config("").auth("required");
+    let proxy = Proxy::start(required);
+    let choice = Socks5::open(proxy.addr)
+        .unwrap()
+        .greet(support::socks5::NO_AUTH)
+        .unwrap();
     assert_eq!(
         choice,
         [5, 0xff],
@@ -301,7 +240,7 @@ fn wrong_passwords_and_required_auth_are_refused() {
 #[test]
 fn malformed_and_silent_clients_get_the_right_answer_and_the_shard_keeps_serving() {
     let up = Upstream::start("127.0.0.1:0");
-    let proxy = Proxy::start(&config(""));
+    let proxy = Proxy::start(config(""));
     // Unknown address type: reply 0x08.
     let mut s = TcpStream::connect(proxy.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -343,7 +282,7 @@ fn malformed_and_silent_clients_get_the_right_answer_and_the_shard_keeps_serving
 #[test]
 fn a_panicking_connection_is_logged_and_the_shard_keeps_serving() {
     let up = Upstream::start("127.0.0.1:0");
-    let mut proxy = Proxy::start(&config("").replace("[proxy]", "[proxy]\nshards = 1"));
+    let mut proxy = Proxy::start(config("").proxy("shards", "1"));
     // The debug build panics on this reserved name (a failpoint compiled out of releases).
     let (code, _, _) = curl(&[
         "--socks5-hostname",
@@ -387,7 +326,7 @@ when = 'identity.name == "alice"'
 action = "egress"
 pool = "missing-device"
 "#;
-    let proxy = Proxy::start(&config(rules));
+    let proxy = Proxy::start(config(rules));
     let (code, body, err) = curl(&["--socks5", &socks(&proxy), &up.url("/")]);
     assert_eq!((code, body.as_str()), (0, "127.0.0.2"), "{err}");
     let (code, body, err) = curl(&[
@@ -421,7 +360,7 @@ when = 'any(device_posture.checks.passed[*] == "disk-encryption") and not any(de
 action = "egress"
 pool = "finance"
 "#;
-    let proxy = Proxy::start(&config(rules));
+    let proxy = Proxy::start(config(rules));
     // From 127.0.0.1: the device's posture matches.
     let (code, body, err) = curl(&["--socks5", &socks(&proxy), &up.url("/")]);
     assert_eq!((code, body.as_str()), (0, "127.0.0.2"), "{err}");

@@ -10,7 +10,7 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
-use support::{Proxy, Upstream, curl, tempdir};
+use support::{Config, Proxy, Upstream, curl, tempdir};
 
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
@@ -118,52 +118,34 @@ fn fingerprint(pem: &Path) -> String {
 #[test]
 fn client_certificates_give_identity_and_posture() {
     let dir = tempdir("tls");
-    make_certs(&dir);
+    make_certs(dir.path());
     let up = Upstream::start("127.0.0.1:0");
-    let d = dir.display();
-    let config = format!(
-        r#"
-[proxy]
-deny_destinations = []
-handshake_timeout = "2s"
-
-[[listener]]
-name = "tls"
-bind = "127.0.0.1:0"
-protocols = ["https"]
-auth = "required"
-tls = {{ cert = "{d}/server.pem", key = "{d}/server.key", client_ca = "{d}/ca.pem", client_auth = "required" }}
-
-[[device]]
-id = "sha256:{fp}"
-passed = ["managed"]
-
-[[pool]]
-name = "people"
-ipv4 = ["127.0.0.2"]
-
-[[pool]]
-name = "devices"
-ipv4 = ["127.0.0.3"]
-
-[[rule]]
-name = "alice by certificate"
-when = 'identity.email == "alice@example.com"'
-action = "egress"
-pool = "people"
-
-[[rule]]
-name = "managed devices"
-when = 'any(device_posture.checks.passed[*] == "managed")'
-action = "egress"
-pool = "devices"
-
-[[rule]]
-name = "catch-all"
-action = "default"
-"#,
-        fp = fingerprint(&dir.join("laptop.pem"))
-    );
+    let d = dir.path().display();
+    let config = Config::new()
+        .proxy("handshake_timeout", "\"2s\"")
+        .listener_line("protocols = [\"https\"]")
+        .auth("required")
+        .listener_line(&format!(
+            "tls = {{ cert = \"{d}/server.pem\", key = \"{d}/server.key\", client_ca = \"{d}/ca.pem\", client_auth = \"required\" }}"
+        ))
+        .toml(&format!(
+            "[[device]]\nid = \"sha256:{}\"\npassed = [\"managed\"]",
+            fingerprint(&dir.path().join("laptop.pem"))
+        ))
+        .pool("people", &["127.0.0.2"], &[])
+        .pool("devices", &["127.0.0.3"], &[])
+        .egress(
+            "alice by certificate",
+            "identity.email == \"alice@example.com\"",
+            "people",
+        )
+        .egress(
+            "managed devices",
+            "any(device_posture.checks.passed[*] == \"managed\")",
+            "devices",
+        )
+        .catch_all()
+        .to_string();
     let proxy = Proxy::start(&config);
     let p = format!("https://{}", proxy.addr);
     let ca = format!("{d}/ca.pem");

@@ -5,7 +5,9 @@
 //! always sends one, and a proxy that re-frames responses would distort the measurement anyway.
 
 use super::head::{self, HeadError};
-use super::{Parsed, ReplyError, base64};
+use base64::Engine as _;
+
+use super::{Parsed, ReplyError};
 use crate::credentials::Credentials;
 use crate::target::Target;
 
@@ -22,7 +24,8 @@ pub struct ResponseHead {
 
 fn proxy_authorization(out: &mut String, credentials: Option<&Credentials>) {
     if let Some(c) = credentials {
-        let token = base64::encode(format!("{}:{}", c.user(), c.password()).as_bytes());
+        let token = base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{}", c.user(), c.password()).as_bytes());
         out.push_str("Proxy-Authorization: Basic ");
         out.push_str(&token);
         out.push_str("\r\n");

@@ -4,7 +4,6 @@
 //! an error, so they are unit-tested without sockets and the same driver (`conn::Conn`) feeds
 //! them all.
 
-pub mod base64;
 pub mod head;
 pub mod http;
 pub mod socks5;

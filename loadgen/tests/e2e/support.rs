@@ -1,9 +1,7 @@
 //! Starting sinks and runs of the real binary, and reading their results.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
 
@@ -66,16 +64,10 @@ pub struct Run {
     pub json: Option<Value>,
 }
 
-fn json_path() -> PathBuf {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("loadgen-{}-{n}.json", std::process::id()))
-}
-
 pub fn run(args: &[&str]) -> Run {
-    let path = json_path();
-    let _ = std::fs::remove_file(&path);
+    // Removed with the report when dropped, also when the test panics.
+    let dir = tempfile::tempdir().expect("temporary directory for the report");
+    let path = dir.path().join("report.json");
     let output = Command::new(BIN)
         .arg("run")
         .args(args)
@@ -86,7 +78,6 @@ pub fn run(args: &[&str]) -> Run {
     let json = std::fs::read_to_string(&path)
         .ok()
         .map(|text| serde_json::from_str(&text).expect("valid JSON report"));
-    let _ = std::fs::remove_file(&path);
     Run {
         status: output.status,
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),

@@ -573,14 +573,15 @@ mod tests {
 
     #[test]
     fn missing_and_unreadable_files() {
-        let path = std::env::temp_dir().join("egressd-geo-test-does-not-exist.mmdb");
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("does-not-exist.mmdb");
         let e = GeoDb::open(&path).expect_err("missing");
         assert!(matches!(e, GeoError::NotFound { .. }), "{e:?}");
         assert!(e.to_string().contains("does not exist"), "{e}");
         assert_eq!(e.path(), path.as_path());
 
         // A directory cannot be read as a file.
-        let e = GeoDb::open(&std::env::temp_dir()).expect_err("a directory");
+        let e = GeoDb::open(dir.path()).expect_err("a directory");
         assert!(matches!(e, GeoError::Unreadable { .. }), "{e:?}");
         assert!(std::error::Error::source(&e).is_some());
         assert!(

@@ -1,36 +1,27 @@
-//! Temporary files for the geo tests, removed when dropped.
+//! Temporary files for the geo tests, removed when dropped (also when a test panics).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-static NEXT: AtomicUsize = AtomicUsize::new(0);
-
-/// A file under the system temp directory with a name unique to this process and call.
+/// A file named `name` in a directory of its own under the system temp directory.
 #[derive(Debug)]
 pub(super) struct TempFile {
     path: PathBuf,
+    _dir: tempfile::TempDir,
 }
 
 impl TempFile {
-    /// `name` ends the file name, so tests can choose the extension.
+    /// `name` is the file's name, so tests can choose the extension (and see it in errors).
     pub(super) fn with_bytes(name: &str, bytes: &[u8]) -> TempFile {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!(
-            "egressd-geo-test-{}-{n}-{name}",
-            std::process::id()
-        ));
+        let dir = tempfile::Builder::new()
+            .prefix("egressd-geo-test-")
+            .tempdir()
+            .expect("create a temporary test directory");
+        let path = dir.path().join(name);
         std::fs::write(&path, bytes).expect("write a temporary test file");
-        TempFile { path }
+        TempFile { path, _dir: dir }
     }
 
     pub(super) fn path(&self) -> &Path {
         &self.path
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        // Best effort: a leftover file in the temp directory is harmless.
-        let _ = std::fs::remove_file(&self.path);
     }
 }

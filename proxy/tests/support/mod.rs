@@ -1,7 +1,16 @@
-//! Test support: a real upstream that reports the peer address it saw, the real egressd
-//! binary started on port 0 with a config file, and curl as the client.
+//! Test support shared by every file under `proxy/tests/`: the configuration every test starts
+//! from (`config`), real upstreams that report the peer address they saw, the real egressd
+//! binary started on port 0 with a config file, curl and a SOCKS5 client (`socks5`) as clients.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod config;
+pub mod socks5;
+
+// Not every test file builds a config.
+#[allow(unused_imports)]
+pub use config::Config;
+
+use std::fmt;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -9,7 +18,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
 
 /// An HTTP/1.1 server whose response body is the peer address it saw (IP only), with
 /// keep-alive. `GET /port` answers the peer's port as well.
@@ -188,40 +199,39 @@ pub struct Proxy {
     /// Every listener's address by name.
     pub listeners: Vec<(String, SocketAddr)>,
     pub config: PathBuf,
-    pub dir: PathBuf,
+    /// Holds the config file; removed when the proxy is dropped, after the process is killed.
+    pub dir: TempDir,
     lines: Receiver<String>,
     pub log: Arc<Mutex<Vec<String>>>,
 }
 
-pub fn tempdir(tag: &str) -> PathBuf {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "egressd-{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh directory under the system temp directory, removed with everything in it when
+/// dropped (also when the test panics).
+pub fn tempdir(tag: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("egressd-{tag}-"))
+        .tempdir()
+        .expect("create a temporary directory")
 }
 
 impl Proxy {
-    /// Writes `config` to a file and starts `egressd run -c` on it.
-    pub fn start(config: &str) -> Proxy {
+    /// Writes `config` (a `Config` or TOML text) to a file and starts `egressd run -c` on it.
+    pub fn start(config: impl fmt::Display) -> Proxy {
         Self::start_with(config, &[])
     }
 
     /// As `start`, with a command prefix (e.g. `ip netns exec NAME`).
-    pub fn start_with(config: &str, prefix: &[&str]) -> Proxy {
+    pub fn start_with(config: impl fmt::Display, prefix: &[&str]) -> Proxy {
+        let config = config.to_string();
         let dir = tempdir("proxy");
-        let path = dir.join("egressd.toml");
-        std::fs::write(&path, config).unwrap();
+        let path = dir.path().join("egressd.toml");
+        std::fs::write(&path, &config).unwrap();
         let expected = config.matches("[[listener]]").count().max(1);
         Self::launch(path, dir, prefix, expected)
     }
 
     /// Starts `egressd run -c PATH` on an existing file (TOML or compiled artifact).
-    pub fn launch(path: PathBuf, dir: PathBuf, prefix: &[&str], expected: usize) -> Proxy {
+    pub fn launch(path: PathBuf, dir: TempDir, prefix: &[&str], expected: usize) -> Proxy {
         let bin = env!("CARGO_BIN_EXE_egressd");
         let mut cmd = if prefix.is_empty() {
             Command::new(bin)
@@ -296,8 +306,8 @@ impl Proxy {
     }
 
     /// Rewrites the config file and sends SIGHUP; returns the log line that settled it.
-    pub fn reload(&mut self, config: &str) -> String {
-        std::fs::write(&self.config, config).unwrap();
+    pub fn reload(&mut self, config: impl fmt::Display) -> String {
+        std::fs::write(&self.config, config.to_string()).unwrap();
         signal(self.child.id(), "HUP");
         loop {
             let line = self.next_line("\"message\":\"re");
@@ -320,13 +330,13 @@ impl Proxy {
     /// Waits until the access log has a record matching `pred` (egressd flushes its log every
     /// 50 ms), by polling stdout's reader thread; bounded by a deadline.
     pub fn wait_record(&self, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(r) = self.access_log().into_iter().find(|r| pred(r)) {
                 return r;
             }
             assert!(
-                std::time::Instant::now() < deadline,
+                Instant::now() < deadline,
                 "no matching access-log record in {:?}",
                 self.log.lock().unwrap()
             );
@@ -366,6 +376,35 @@ pub fn hash(password: &str) -> String {
         .hash_password(password.as_bytes(), &salt)
         .unwrap()
         .to_string()
+}
+
+/// Runs the egressd binary with `args` in the workspace root (where `configs/` is) and waits
+/// for it; returns (exit code, stdout, stderr).
+pub fn egressd(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_egressd"))
+        .args(args)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .output()
+        .expect("run egressd");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Tries `attempt` again and again until it gives a value, failing with `what` after
+/// `within`: for a state that comes about with no event to wait on (a slot freed, a listener
+/// closed).
+pub fn eventually<T>(within: Duration, what: &str, mut attempt: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = attempt() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{what}");
+        thread::yield_now();
+    }
 }
 
 /// Runs curl; returns (exit code, stdout, stderr).

@@ -358,43 +358,11 @@ pub fn encode_forward_head(head: &RequestHead, out: &mut Vec<u8>) {
 
 /// Standard-alphabet base64 with mandatory padding. Anything else (wrong length, stray
 /// characters, padding in the middle, non-zero unused bits) is rejected, so one credential has
-/// exactly one encoding.
+/// exactly one encoding: the `base64` crate's `STANDARD` engine decodes exactly that (canonical
+/// padding required, trailing bits refused), and the tests below pin it.
 pub(super) fn decode_base64(input: &[u8]) -> Option<Vec<u8>> {
-    if !input.len().is_multiple_of(4) {
-        return None;
-    }
-    let quads = input.len() / 4;
-    let mut out = Vec::with_capacity(quads * 3);
-    for (index, quad) in input.chunks_exact(4).enumerate() {
-        let padding = quad.iter().rev().take_while(|&&b| b == b'=').count();
-        if padding > 2 || (padding > 0 && index + 1 != quads) {
-            return None;
-        }
-        let mut bits: u32 = 0;
-        for &byte in &quad[..4 - padding] {
-            bits = (bits << 6) | u32::from(base64_value(byte)?);
-        }
-        bits <<= 6 * padding;
-        let [_, b0, b1, b2] = bits.to_be_bytes();
-        match padding {
-            0 => out.extend_from_slice(&[b0, b1, b2]),
-            1 if b2 == 0 => out.extend_from_slice(&[b0, b1]),
-            2 if b1 == 0 && b2 == 0 => out.push(b0),
-            _ => return None,
-        }
-    }
-    Some(out)
-}
-
-pub(super) fn base64_value(byte: u8) -> Option<u8> {
-    match byte {
-        b'A'..=b'Z' => Some(byte - b'A'),
-        b'a'..=b'z' => Some(byte - b'a' + 26),
-        b'0'..=b'9' => Some(byte - b'0' + 52),
-        b'+' => Some(62),
-        b'/' => Some(63),
-        _ => None,
-    }
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(input).ok()
 }
 
 #[cfg(test)]
@@ -731,9 +699,24 @@ mod tests {
     fn base64_rejects_invalid_input() {
         for bad in [
             "Zg", "Zg=", "Z===", "====", "Zm9v=Zm9", "Zg==Zm9v", "Zh==", "Zm9=", "Zm-v", "Zm_v",
-            "Zm9v\n",
+            "Zm9v\n", " Zm9v", "Zm9v====", "Zg==\0", "Zm8=Zg==",
         ] {
             assert_eq!(decode_base64(bad.as_bytes()), None, "{bad:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// One credential, one encoding: whatever decodes is exactly the canonical encoding of
+        /// what it decodes to.
+        #[test]
+        fn base64_accepts_only_canonical_encodings(text in "[A-Za-z0-9+/=]{0,16}") {
+            use base64::Engine as _;
+            if let Some(bytes) = decode_base64(text.as_bytes()) {
+                proptest::prop_assert_eq!(
+                    base64::engine::general_purpose::STANDARD.encode(bytes),
+                    text
+                );
+            }
         }
     }
 

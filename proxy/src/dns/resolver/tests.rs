@@ -420,6 +420,24 @@ fn query_ids_vary() {
     let drawn: std::collections::HashSet<u16> = (0..1000).map(|_| ids.next()).collect();
     // 1000 draws from 65536 values: a handful of collisions at most.
     assert!(drawn.len() > 980, "{}", drawn.len());
+    // Both bytes of the id vary (256 values each; 1000 draws miss about 5% of them).
+    for shift in [0, 8] {
+        let bytes: std::collections::HashSet<u16> =
+            drawn.iter().map(|id| id >> shift & 0xff).collect();
+        assert!(
+            bytes.len() > 200,
+            "byte at bit {shift}: {} values",
+            bytes.len()
+        );
+    }
+    // Every resolver (one per shard) has a generator of its own, seeded from the OS: two made
+    // at the same instant draw different sequences.
+    let (a, b) = (QueryIds::new(), QueryIds::new());
+    let a: Vec<u16> = (0..8).map(|_| a.next()).collect();
+    let b: Vec<u16> = (0..8).map(|_| b.next()).collect();
+    assert_ne!(a, b);
+    // The generator's state is never printed.
+    assert_eq!(format!("{ids:?}"), "QueryIds { .. }");
 }
 
 #[test]
