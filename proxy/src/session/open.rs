@@ -268,3 +268,137 @@ fn start(
         let _ = tx.try_send(r);
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{
+        SESSION_HOSTS, SESSION_POLICY, ctx, generation, listener, on_test_shard as on_shard,
+    };
+
+    fn who() -> ConnInfo {
+        ConnInfo {
+            listener: "main".into(),
+            client: "127.0.0.1:40000".parse().unwrap(),
+            local: "127.0.0.1:1080".parse().unwrap(),
+            user: String::new(),
+            device: None,
+        }
+    }
+
+    fn named(host: &str, port: u16) -> Target {
+        Target {
+            host: host.into(),
+            ip: None,
+            port,
+        }
+    }
+
+    #[test]
+    fn a_name_with_both_families_falls_back_to_the_one_that_answers() {
+        on_shard(|r| async move {
+            let (ctx, _) = ctx(&r, SESSION_POLICY, SESSION_HOSTS);
+            let g = ctx.generation();
+            // Only IPv4 listens: the IPv6 attempt (first, RFC 8305) is refused, IPv4 wins.
+            let upstream = listener(&r, "127.0.0.1");
+            let port = upstream.local_addr().unwrap().port();
+            let (opened, accepted) = futures_lite::future::zip(
+                open(&ctx, &g, &who(), &named("both.test", port), Reuse::Never),
+                upstream.accept(),
+            )
+            .await;
+            let opened = opened.unwrap();
+            accepted.unwrap();
+            assert_eq!(opened.dst, SocketAddr::from(([127, 0, 0, 1], port)));
+            assert_eq!(opened.decision.action, Action::Default);
+        });
+    }
+
+    #[test]
+    fn failures_say_where_they_happened() {
+        on_shard(|r| async move {
+            let (ctx, _) = ctx(&r, SESSION_POLICY, SESSION_HOSTS);
+            let g = ctx.generation();
+            // The rule for this name allows IPv6 only; the name has only IPv4.
+            let e = open(&ctx, &g, &who(), &named("v6only.test", 80), Reuse::Never)
+                .await
+                .unwrap_err();
+            assert!(matches!(e, OpenError::NoAddress), "{e}");
+            // Decided per address: the block names the rule that decided.
+            let e = open(&ctx, &g, &who(), &named("blocked.test", 80), Reuse::Never)
+                .await
+                .unwrap_err();
+            let OpenError::Dial {
+                decision, error, ..
+            } = &e
+            else {
+                panic!("{e}")
+            };
+            assert!(matches!(error, DialError::Blocked));
+            let rule = decision.rule.and_then(|r| g.policy().rule(r)).unwrap();
+            assert_eq!(rule.name, "blocked-name");
+            // An IP literal is decided as it is, without resolving.
+            let literal = Target {
+                host: String::new(),
+                ip: Some("127.0.0.1".parse().unwrap()),
+                port: 4,
+            };
+            let e = open(&ctx, &g, &who(), &literal, Reuse::Never)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(
+                    &e,
+                    OpenError::Dial {
+                        error: DialError::Blocked,
+                        ..
+                    }
+                ),
+                "{e}"
+            );
+        });
+    }
+
+    #[test]
+    fn decisions_see_the_connection_as_the_policy_describes_it() {
+        let g = generation(
+            r#"
+[proxy]
+deny_destinations = []
+
+[[listener]]
+name = "main"
+bind = "127.0.0.1:0"
+
+[[listener]]
+name = "lab"
+bind = "127.0.0.2:0"
+
+[[user]]
+name = "Alice@Example.com"
+groups = ["finance"]
+
+[[rule]]
+name = "finance-from-lab"
+when = 'any(identity.groups[*] == "finance") and proxy.endpoint == "lab" and identity.email == "alice@example.com"'
+action = "block"
+
+[[rule]]
+name = "default"
+action = "default"
+"#,
+        );
+        let dst: SocketAddr = "127.0.0.1:80".parse().unwrap();
+        let mut conn = who();
+        conn.user = "Alice@Example.com".into();
+        conn.listener = "lab".into();
+        let d = decide(&g, &conn, "", dst);
+        assert_eq!(
+            d.action,
+            Action::Block,
+            "groups, listener and lower-case email"
+        );
+        conn.listener = "main".into();
+        assert_eq!(decide(&g, &conn, "", dst).action, Action::Default);
+    }
+}
