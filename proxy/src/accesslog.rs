@@ -142,8 +142,8 @@ impl ConnRecord {
 /// Batches a shard flushes at once (and on the shard's periodic tick).
 const FLUSH_AT: usize = 16 * 1024;
 /// Batches the writer thread may have queued before shards start dropping: with full
-/// batches, 4 MiB of lines.
-const QUEUE_BATCHES: usize = 256;
+/// batches, 512 KiB of lines (a healthy reader takes them in microseconds).
+const QUEUE_BATCHES: usize = 32;
 
 /// A batch of whole lines.
 struct Batch {
@@ -319,6 +319,28 @@ mod tests {
         assert_eq!(v["time"], "2026-11-26T19:04:05.123Z");
         assert_eq!(v["outcome"], "ok");
         assert!(v.get("side").is_none());
+    }
+
+    #[test]
+    fn names_come_from_the_generation_that_decided() {
+        let policy = |rule: &str, pool: &str| {
+            format!(
+                "[[listener]]\nname = \"m\"\nbind = \"127.0.0.1:0\"\n[[pool]]\nname = \"{pool}\"\nipv4 = [\"127.0.0.2\"]\n[[rule]]\nname = \"{rule}\"\naction = \"egress\"\npool = \"{pool}\"\n"
+            )
+        };
+        // The record keeps the deciding generation: whatever is current when the line is
+        // written (proxy_reload.rs shows it across a real reload), the names are its own.
+        let old = crate::testutil::generation(&policy("old-rule", "old-pool"));
+        let mut rec = ConnRecord {
+            outcome: Outcome::Ok,
+            ..ConnRecord::default()
+        };
+        rec.decided(&old, crate::testutil::decision_of(&old, "old-rule"));
+        rec.settle();
+        assert_eq!(rec.rule.as_deref(), Some("old-rule"));
+        assert_eq!(rec.pool.as_deref(), Some("old-pool"));
+        assert_eq!(rec.action, Some("egress"));
+        assert_eq!(rec.generation, old.id);
     }
 
     /// An output that accepts nothing until released, like a reader that stopped reading.

@@ -20,7 +20,11 @@ fn config(alice_pool: &str) -> Config {
         .user("alice", "pw", &[])
         .pool("one", &["127.0.0.2"], &[])
         .pool("two", &["127.0.0.3"], &[])
-        .egress("alice", "identity.name == \"alice\"", alice_pool)
+        .egress(
+            &format!("alice-{alice_pool}"),
+            "identity.name == \"alice\"",
+            alice_pool,
+        )
         .catch_all()
 }
 
@@ -71,6 +75,7 @@ fn reload_changes_new_connections_and_keeps_open_tunnels() {
     let rec =
         proxy.wait_record(|r| r["user"] == "alice" && r["generation"] == 2 && r["outcome"] == "ok");
     assert_eq!(rec["pool"], "two");
+    assert_eq!(rec["rule"], "alice-two");
     assert_eq!(echo_round(&mut open, b"still"), b"still");
 
     // Close the old tunnel: its record carries generation 1 and the bytes both ways.
@@ -81,6 +86,14 @@ fn reload_changes_new_connections_and_keeps_open_tunnels() {
     let rec =
         proxy.wait_record(|r| r["user"] == "alice" && r["generation"] == 1 && r["outcome"] == "ok");
     assert_eq!(rec["bytes_up"], "beforeafterstill".len());
+    // Decided by generation 1, logged under generation 2: named as generation 1 named them
+    // (at the rule's position generation 2 has "alice-two" with pool "two").
+    assert_eq!(rec["rule"], "alice-one");
+    assert_eq!(rec["pool"], "one");
+    assert_eq!(
+        rec["egress"].as_str().unwrap().split(':').next(),
+        Some("127.0.0.2")
+    );
 }
 
 #[test]

@@ -5,11 +5,11 @@
 
 mod support;
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use support::{Config, Proxy, Upstream, curl, egressd, eventually, tempdir};
+use support::{Config, EchoUpstream, Proxy, Upstream, curl, egressd, eventually, socks5, tempdir};
 
 /// One shard of at most two connections; everything leaves from 127.0.0.7.
 fn config() -> String {
@@ -91,4 +91,53 @@ fn an_invalid_config_exits_78_with_located_diagnostics() {
         err.contains("bad.toml:3:10: error: action = \\\"egress\\\" needs a `pool`"),
         "{err}"
     );
+}
+
+/// A reader that stops reading the access log (a stalled pipe, a stuck log shipper) must not
+/// stall connections: lines that cannot be written are dropped and counted, and every line is
+/// either written or counted.
+#[test]
+fn a_stalled_access_log_reader_does_not_stall_connections() {
+    const CLIENTS: usize = 4;
+    const EACH: usize = 750;
+    let echo = EchoUpstream::start("127.0.0.1:0");
+    let mut proxy = Proxy::start_unread(Config::new().proxy("shards", "1").catch_all());
+    let stdout = proxy.unread_stdout.take().unwrap();
+    // Far more lines than the pipe (64 KiB) and the writer's queue hold, while nobody reads.
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (addr, echo) = (proxy.addr, echo.addr);
+            std::thread::spawn(move || {
+                for _ in 0..EACH {
+                    let (s, _) = socks5::tunnel(addr, None, echo);
+                    let mut s = BufReader::new(s);
+                    let mut peer = String::new();
+                    s.read_line(&mut peer).unwrap();
+                    s.get_mut().write_all(b"x").unwrap();
+                    let mut x = [0u8; 1];
+                    s.read_exact(&mut x).unwrap();
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join()
+            .expect("a client stalled or failed while the access log was stalled");
+    }
+    // Reading again: the writer catches up and says how many lines it could not keep.
+    let reader = std::thread::spawn(move || BufReader::new(stdout).lines().count());
+    let warned = proxy.next_line("access-log lines dropped");
+    assert!(warned.contains("\"total\":"), "{warned}");
+    support::signal(proxy.child.id(), "TERM");
+    let stopped: serde_json::Value = serde_json::from_str(&proxy.next_line("\"stopped\"")).unwrap();
+    let dropped = stopped["access_log_dropped"].as_u64().unwrap();
+    assert!(proxy.child.wait().unwrap().success());
+    let written = reader.join().unwrap() as u64;
+    assert!(dropped > 0, "{stopped}");
+    assert_eq!(
+        written + dropped,
+        (CLIENTS * EACH) as u64,
+        "every line written or counted ({written} written, {dropped} dropped)"
+    );
+    assert_eq!(stopped["accepted"], CLIENTS * EACH);
 }

@@ -203,6 +203,8 @@ pub struct Proxy {
     pub dir: TempDir,
     lines: Receiver<String>,
     pub log: Arc<Mutex<Vec<String>>>,
+    /// Standard output when the proxy was started with `start_unread`: nobody reads it.
+    pub unread_stdout: Option<std::process::ChildStdout>,
 }
 
 /// A fresh directory under the system temp directory, removed with everything in it when
@@ -230,8 +232,29 @@ impl Proxy {
         Self::launch(path, dir, prefix, expected)
     }
 
+    /// As `start`, but nothing reads the access log (standard output) until the test takes
+    /// `unread_stdout` and reads it: a reader that stopped reading.
+    pub fn start_unread(config: impl fmt::Display) -> Proxy {
+        let config = config.to_string();
+        let dir = tempdir("proxy");
+        let path = dir.path().join("egressd.toml");
+        std::fs::write(&path, &config).unwrap();
+        let expected = config.matches("[[listener]]").count().max(1);
+        Self::launch_with(path, dir, &[], expected, false)
+    }
+
     /// Starts `egressd run -c PATH` on an existing file (TOML or compiled artifact).
     pub fn launch(path: PathBuf, dir: TempDir, prefix: &[&str], expected: usize) -> Proxy {
+        Self::launch_with(path, dir, prefix, expected, true)
+    }
+
+    fn launch_with(
+        path: PathBuf,
+        dir: TempDir,
+        prefix: &[&str],
+        expected: usize,
+        read_stdout: bool,
+    ) -> Proxy {
         let bin = env!("CARGO_BIN_EXE_egressd");
         let mut cmd = if prefix.is_empty() {
             Command::new(bin)
@@ -251,12 +274,17 @@ impl Proxy {
         let log = Arc::new(Mutex::new(Vec::new()));
         // Access log lines (stdout).
         let stdout = child.stdout.take().unwrap();
-        let access = log.clone();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                access.lock().unwrap().push(line);
-            }
-        });
+        let mut unread_stdout = None;
+        if read_stdout {
+            let access = log.clone();
+            thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    access.lock().unwrap().push(line);
+                }
+            });
+        } else {
+            unread_stdout = Some(stdout);
+        }
         let (tx, rx) = channel();
         let stderr = child.stderr.take().unwrap();
         thread::spawn(move || {
@@ -274,6 +302,7 @@ impl Proxy {
             dir,
             lines: rx,
             log,
+            unread_stdout,
         };
         while proxy.listeners.len() < expected {
             let line = proxy.next_line("listening");
