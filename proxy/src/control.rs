@@ -73,7 +73,7 @@ impl PolicySource for BuiltinSource {
 #[derive(Debug)]
 pub enum LoadError {
     /// The file could not be read or decoded.
-    Read(String),
+    Read(crate::files::FileError),
     /// The configuration has errors (each was logged with its position).
     Invalid { source: String, errors: usize },
 }
@@ -81,7 +81,7 @@ pub enum LoadError {
 impl std::fmt::Display for LoadError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            LoadError::Read(e) => f.write_str(e),
+            LoadError::Read(e) => e.fmt(f),
             LoadError::Invalid { source, errors } => write!(f, "{source}: {errors} error(s)"),
         }
     }

@@ -1,7 +1,7 @@
 //! Reading configurations from disk for the control side (never on a shard): the real
 //! [`FileSource`], and loading either a TOML configuration or a compiled artifact.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use egressd_policy::{Checked, FileSource, Policy, artifact, check_file};
 
@@ -47,13 +47,38 @@ impl Source {
     }
 }
 
+/// Why a configuration or artifact file could not be loaded at all (as opposed to loading
+/// with diagnostics).
+#[derive(Debug)]
+pub enum FileError {
+    Read(PathBuf, std::io::Error),
+    /// Its magic says artifact, but it cannot be decoded.
+    Artifact(PathBuf, artifact::ArtifactError),
+    /// The configuration reader gave up (the file vanished between two reads, say).
+    Config(String),
+}
+
+impl std::fmt::Display for FileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FileError::Read(p, e) => write!(f, "{}: {e}", p.display()),
+            FileError::Artifact(p, e) => write!(f, "{}: {e}", p.display()),
+            FileError::Config(e) => f.write_str(e),
+        }
+    }
+}
+
+impl std::error::Error for FileError {}
+
 /// Loads `path`, telling a compiled artifact from TOML by its magic bytes.
-pub fn load(path: &Path) -> Result<Source, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+pub fn load(path: &Path) -> Result<Source, FileError> {
+    let bytes = std::fs::read(path).map_err(|e| FileError::Read(path.to_owned(), e))?;
     if artifact::is_artifact(&bytes) {
         return artifact::decode(&bytes)
             .map(Source::Artifact)
-            .map_err(|e| format!("{}: {e}", path.display()));
+            .map_err(|e| FileError::Artifact(path.to_owned(), e));
     }
-    check_file(path, &DiskFiles).map(Source::Config)
+    check_file(path, &DiskFiles)
+        .map(Source::Config)
+        .map_err(FileError::Config)
 }

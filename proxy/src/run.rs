@@ -65,12 +65,15 @@ pub fn allowed_cpus() -> Vec<usize> {
 
 /// Binds (without listening) a socket on each listener address with SO_REUSEPORT, turning
 /// port 0 into a real port that every shard then shares. Kept until the shards listen.
-fn reserve(listeners: &[Listener]) -> Result<Vec<(Socket, SocketAddr)>, String> {
+fn reserve(listeners: &[Listener]) -> Result<Vec<(Socket, SocketAddr)>, shard::StartError> {
     listeners
         .iter()
         .map(|l| {
-            let fail =
-                |e: std::io::Error| format!("listener \"{}\" cannot bind {}: {e}", l.name, l.bind);
+            let fail = |error: std::io::Error| shard::StartError::Bind {
+                listener: l.name.clone(),
+                addr: l.bind,
+                error,
+            };
             let s = Socket::new(
                 Domain::for_address(l.bind),
                 Type::STREAM,
