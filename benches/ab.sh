@@ -7,7 +7,8 @@
 #
 #   bash benches/ab.sh OLD_BINARY NEW_BINARY [PROTO [WORKLOAD [ROUNDS [LOADGEN ARGS...]]]]
 #   PROTO: socks5 (default) | http-connect | http-forward; WORKLOAD: rr (default) | serial | churn
-#   | bulk (uploads to a discard sink; add e.g. --streams 1; reports Gbit/s)
+#   | bulk (uploads to a discard sink; add e.g. --streams 1; reports Gbit/s) | idle (CONNECTIONS
+#   idle tunnels held open; reports the proxy's resident memory per tunnel)
 #   CONNECTIONS=N in the environment: tunnels or workers (default 20)
 #
 # Traffic stays on 127.0.0.1. Needs two CPUs and the release build of egressd-loadgen.
@@ -54,6 +55,7 @@ until grep -q listening "$WORK/sink.out" 2>/dev/null; do sleep 0.05; done
 SINK=$(awk '/listening/ {print $2}' "$WORK/sink.out")
 
 ipis() { awk '/RES:/ {print $3}' /proc/interrupts; }
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
 one() {
   local bin=$1 tag=$2
@@ -65,6 +67,23 @@ one() {
   local addr
   addr=$(grep -o '"addr":"[^"]*"' "$WORK/px.err" | head -1 | cut -d'"' -f4)
   local before after
+  if [ "$WORKLOAD" = idle ]; then
+    before=$(rss_kib "$px")
+    : >"$WORK/idle.out"
+    taskset -c 0 "$LOADGEN" run --proxy "$addr" --target "$SINK" --proto "$PROTO" --workload idle \
+      --connections "${CONNECTIONS:-20}" --duration 5s --threads 1 >"$WORK/idle.out" 2>&1 &
+    local lg=$!
+    until grep -q '^idle: ' "$WORK/idle.out" 2>/dev/null; do sleep 0.05; done
+    sleep 1
+    after=$(rss_kib "$px")
+    local open
+    open=$(grep -oE '^idle: [0-9]+' "$WORK/idle.out" | awk '{print $2}')
+    wait "$lg" || true
+    kill "$px"
+    wait "$px" 2>/dev/null || true
+    echo "$tag  $open idle tunnels  $(( (after - before) * 1024 / (open > 0 ? open : 1) )) B per tunnel (RSS $before -> $after KiB)"
+    return
+  fi
   before=$(ipis)
   taskset -c 0 "$LOADGEN" run --proxy "$addr" --target "$SINK" --proto "$PROTO" \
     --workload "$WORKLOAD" --connections "${CONNECTIONS:-20}" --duration 3s --warmup 1s \
