@@ -65,6 +65,10 @@ pub fn allowed_cpus() -> Vec<usize> {
 
 /// Binds (without listening) a socket on each listener address with SO_REUSEPORT, turning
 /// port 0 into a real port that every shard then shares. Kept until the shards listen.
+///
+/// SO_REUSEPORT would also let a second process (of the same user) bind the same port and
+/// take part of its traffic with a policy of its own, so each address is first bound without
+/// it: that fails while anything listens there, egressd included, and the start is refused.
 fn reserve(listeners: &[Listener]) -> Result<Vec<(Socket, SocketAddr)>, shard::StartError> {
     listeners
         .iter()
@@ -74,15 +78,26 @@ fn reserve(listeners: &[Listener]) -> Result<Vec<(Socket, SocketAddr)>, shard::S
                 addr: l.bind,
                 error,
             };
-            let s = Socket::new(
-                Domain::for_address(l.bind),
-                Type::STREAM,
-                Some(Protocol::TCP),
-            )
-            .map_err(fail)?;
+            let socket = || {
+                Socket::new(
+                    Domain::for_address(l.bind),
+                    Type::STREAM,
+                    Some(Protocol::TCP),
+                )
+            };
+            let probe = socket().map_err(fail)?;
+            probe.set_reuse_address(true).map_err(fail)?;
+            probe.bind(&SockAddr::from(l.bind)).map_err(fail)?;
+            let bind = probe
+                .local_addr()
+                .map_err(fail)?
+                .as_socket()
+                .ok_or_else(|| fail(std::io::ErrorKind::InvalidData.into()))?;
+            drop(probe);
+            let s = socket().map_err(fail)?;
             s.set_reuse_port(true).map_err(fail)?;
             s.set_reuse_address(true).map_err(fail)?;
-            s.bind(&SockAddr::from(l.bind)).map_err(fail)?;
+            s.bind(&SockAddr::from(bind)).map_err(fail)?;
             let addr = s
                 .local_addr()
                 .map_err(fail)?

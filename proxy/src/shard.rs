@@ -66,6 +66,14 @@ impl std::fmt::Display for StartError {
                 listener,
                 addr,
                 error,
+            } if error.kind() == io::ErrorKind::AddrInUse => write!(
+                f,
+                "listener \"{listener}\" cannot bind {addr}: address in use (another egressd, or another program, listens there)"
+            ),
+            StartError::Bind {
+                listener,
+                addr,
+                error,
             } => write!(f, "listener \"{listener}\" cannot bind {addr}: {error}"),
         }
     }

@@ -141,3 +141,41 @@ fn a_stalled_access_log_reader_does_not_stall_connections() {
     );
     assert_eq!(stopped["accepted"], CLIENTS * EACH);
 }
+
+/// Shards share their port through SO_REUSEPORT, which would also let a second egressd on the
+/// same port start and take part of the traffic with a policy of its own: it must refuse.
+#[test]
+fn a_second_instance_on_a_served_address_refuses_to_start() {
+    let up = Upstream::start("127.0.0.1:0");
+    let first = Proxy::start(
+        Config::new()
+            .pool("p", &["127.0.0.7"], &[])
+            .egress("all via p", "", "p"),
+    );
+    let dir = tempdir("second");
+    let path = dir.path().join("second.toml");
+    let second = Config::new()
+        .listener_line(&format!("bind = \"{}\"", first.addr))
+        .catch_all();
+    std::fs::write(&path, second.to_string()).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_egressd"))
+        .args(["run", "-c"])
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // If it started, it would serve until killed: give it a bounded time to refuse.
+    let status = eventually(Duration::from_secs(20), "the second egressd kept running", || {
+        child.try_wait().unwrap()
+    });
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert_eq!(status.code(), Some(71), "{err}");
+    assert!(err.contains("address in use"), "{err}");
+    // The first one is untouched and serves every request with its own policy.
+    for _ in 0..12 {
+        let (code, body, _) = curl(&["--socks5", &first.addr.to_string(), &up.url("/")]);
+        assert_eq!((code, body.as_str()), (0, "127.0.0.7"));
+    }
+}

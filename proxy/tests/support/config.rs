@@ -145,10 +145,10 @@ impl fmt::Display for Config {
         for (key, value) in &self.proxy {
             writeln!(f, "{key} = {value}")?;
         }
-        writeln!(
-            f,
-            "\n[[listener]]\nname = \"office\"\nbind = \"127.0.0.1:0\""
-        )?;
+        writeln!(f, "\n[[listener]]\nname = \"office\"")?;
+        if !self.listener.iter().any(|l| key_of(l) == "bind") {
+            writeln!(f, "bind = \"127.0.0.1:0\"")?;
+        }
         for line in &self.listener {
             writeln!(f, "{line}")?;
         }
