@@ -51,6 +51,9 @@ pub struct ConnRecord {
     pub pool: Option<String>,
     pub egress: Option<SocketAddr>,
     pub fallback: Option<String>,
+    /// Egress addresses tried without success, each with what it met (and the fallback's).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tried: Vec<String>,
     /// The generation that decided (else the one current when the request started).
     pub generation: u64,
     pub bytes_up: u64,
@@ -110,6 +113,14 @@ impl ConnRecord {
         self.decision = Some((generation.clone(), decision));
     }
 
+    /// The deciding rule's name, from the generation that decided.
+    pub fn rule_name(&self) -> Option<&str> {
+        let (generation, d) = self.decision.as_ref()?;
+        d.rule
+            .and_then(|r| generation.policy().rule(r))
+            .map(|r| r.name.as_str())
+    }
+
     /// The pool the decision named, from the generation that decided.
     pub fn pool_name(&self) -> Option<&str> {
         let (generation, d) = self.decision.as_ref()?;
@@ -127,12 +138,16 @@ impl ConnRecord {
         if let Some(started) = self.started {
             self.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         }
-        if let Some((generation, d)) = &self.decision {
-            self.rule = d
-                .rule
-                .and_then(|r| generation.policy().rule(r))
-                .map(|r| r.name.clone());
-            self.action = Some(action_name(d.action));
+        if let Some((_, d)) = &self.decision {
+            // A destination in deny_destinations is refused whatever the rule says: the line
+            // must not read as if the rule's action had been taken.
+            let action = if self.outcome == Outcome::DeniedDestination {
+                "deny"
+            } else {
+                action_name(d.action)
+            };
+            self.action = Some(action);
+            self.rule = self.rule_name().map(str::to_owned);
             self.pool = self.pool_name().map(str::to_owned);
         }
         self.side = self.outcome.side();

@@ -354,3 +354,176 @@ fn a_kept_connection_closed_by_the_server_is_replaced_and_the_request_sent_again
     let (code, body, err) = curl(&["-x", &p, "-w", "|", &url, &url]);
     assert_eq!((code, body.as_str()), (0, "first|first|"), "{err}");
 }
+
+/// An upstream that answers `Expect: 100-continue` as a server does: with `answer` (an
+/// interim 100 Continue, then the body's length once it has read it; or a final refusal
+/// without reading the body). Returns its address; each connection is served once.
+fn expecting_upstream(interim: bool) -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if conn.read(&mut byte).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                assert!(head.contains("expect: 100-continue"), "{head}");
+                if !interim {
+                    let _ = conn.write_all(
+                        b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 8\r\nConnection: close\r\n\r\ntoo big\n",
+                    );
+                    return;
+                }
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .unwrap()
+                    .trim()
+                    .parse()
+                    .unwrap();
+                conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").unwrap();
+                let mut body = vec![0u8; len];
+                conn.read_exact(&mut body).unwrap();
+                let text = len.to_string();
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{text}",
+                    text.len()
+                );
+                conn.write_all(answer.as_bytes()).unwrap();
+            });
+        }
+    });
+    addr
+}
+
+/// curl sends `Expect: 100-continue` with bodies above 1 MiB and waits (here up to a minute,
+/// past its 20 s limit) for the answer before sending the body: the upstream's 100 Continue
+/// must reach it at once, or a final answer must end the wait.
+#[test]
+fn expect_100_continue_gets_the_upstreams_answer_before_the_body() {
+    let proxy = Proxy::start(config(1));
+    let p = format!("http://{}", proxy.addr);
+    let dir = support::tempdir("expect");
+    let file = dir.path().join("upload.bin");
+    std::fs::write(&file, vec![b'x'; 2 << 20]).unwrap();
+    let data = format!("@{}", file.display());
+    let up = expecting_upstream(true);
+    let url = format!("http://{up}/upload");
+    let (code, body, err) = curl(&[
+        "-x",
+        &p,
+        "--expect100-timeout",
+        "60",
+        "-H",
+        "Expect: 100-continue",
+        "--data-binary",
+        &data,
+        &url,
+    ]);
+    assert_eq!((code, body.as_str()), (0, "2097152"), "{err}");
+    let rec = proxy.wait_record(|r| r["method"] == "POST" && r["status"] == 200);
+    assert_eq!(rec["outcome"], "ok");
+    assert!(rec["bytes_up"].as_u64().unwrap() > 2 << 20, "{rec}");
+
+    // A final answer instead of 100 Continue: the client learns it without sending its body.
+    let refusing = expecting_upstream(false);
+    let url = format!("http://{refusing}/upload");
+    let (code, body, err) = curl(&[
+        "-x",
+        &p,
+        "--expect100-timeout",
+        "60",
+        "-H",
+        "Expect: 100-continue",
+        "--data-binary",
+        &data,
+        "-w",
+        "%{http_code}",
+        &url,
+    ]);
+    assert_eq!((code, body.as_str()), (0, "too big\n413"), "{err}");
+    let rec = proxy.wait_record(|r| r["method"] == "POST" && r["status"] == 413);
+    assert!(
+        rec["bytes_up"].as_u64().unwrap() < 1 << 20,
+        "the body was not sent: {rec}"
+    );
+}
+
+/// A refusal says why in the body curl prints (and in an RFC 9209 Proxy-Status field), and the
+/// access-log line of a denied destination does not read as allowed.
+#[test]
+fn refusals_say_why_in_one_line() {
+    let up = Upstream::start("127.0.0.1:0");
+    let proxy = Proxy::start(config(up.addr.port()));
+    let p = format!("http://{}", proxy.addr);
+    let (_, body, err) = curl(&["-v", "-x", &p, &up.url("/")]);
+    assert_eq!(
+        body, "403 Forbidden: blocked by rule \"blocked port\"\n",
+        "{err}"
+    );
+    assert!(
+        err.contains("Proxy-Status: egressd; error=http_request_denied"),
+        "{err}"
+    );
+
+    let denied = Upstream::start("127.0.0.9:0");
+    let (_, body, _) = curl(&["-x", &p, &denied.url("/")]);
+    assert_eq!(
+        body,
+        "403 Forbidden: denied destination: 127.0.0.9 is in [proxy] deny_destinations\n"
+    );
+    let rec = proxy.wait_record(|r| r["outcome"] == "denied_destination");
+    assert_eq!(rec["action"], "deny", "{rec}");
+    assert_eq!(rec["side"], "policy", "{rec}");
+
+    // Nothing listens on port 1 of 127.0.0.1.
+    let (_, body, _) = curl(&["-x", &p, "http://127.0.0.1:1/"]);
+    assert_eq!(
+        body,
+        "502 Bad Gateway: upstream 127.0.0.1:1 refused the connection\n"
+    );
+    let (_, body, _) = curl(&["-x", &p, "http://127.0.0.1:1/", "-p"]);
+    assert!(body.is_empty(), "CONNECT failures print no body in curl");
+    let rec = proxy.wait_record(|r| r["outcome"] == "connect_failed");
+    assert_eq!(rec["side"], "upstream", "{rec}");
+}
+
+/// When every address of a pool fails and so does its fallback, the line names the pool and
+/// each address tried.
+#[test]
+fn a_pool_that_fails_whole_is_named_with_every_address_tried() {
+    // 203.0.113.x is on no interface of a test machine: binding it fails; nothing is sent.
+    let proxy = Proxy::start(
+        Config::new()
+            .pool(
+                "gone",
+                &["203.0.113.77", "203.0.113.78"],
+                &["fallback = \"default\""],
+            )
+            .egress("everything", "", "gone"),
+    );
+    let p = format!("http://{}", proxy.addr);
+    let (_, body, _) = curl(&["-x", &p, "http://127.0.0.1:1/"]);
+    assert!(
+        body.starts_with("502 Bad Gateway: no egress address (203.0.113.77: ")
+            && body.contains("203.0.113.78: ")
+            && body.contains("and the default address failed too"),
+        "{body}"
+    );
+    let rec = proxy.wait_record(|r| r["outcome"] == "connect_failed");
+    assert_eq!(rec["pool"], "gone", "{rec}");
+    assert_eq!(rec["rule"], "everything", "{rec}");
+    let tried = rec["tried"].as_array().unwrap();
+    assert_eq!(tried.len(), 2, "{rec}");
+    assert!(
+        tried[0].as_str().unwrap().starts_with("203.0.113.77: "),
+        "{rec}"
+    );
+}

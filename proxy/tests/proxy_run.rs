@@ -147,11 +147,11 @@ fn a_stalled_access_log_reader_does_not_stall_connections() {
 #[test]
 fn a_second_instance_on_a_served_address_refuses_to_start() {
     let up = Upstream::start("127.0.0.1:0");
-    let first = Proxy::start(
-        Config::new()
-            .pool("p", &["127.0.0.7"], &[])
-            .egress("all via p", "", "p"),
-    );
+    let first = Proxy::start(Config::new().pool("p", &["127.0.0.7"], &[]).egress(
+        "all via p",
+        "",
+        "p",
+    ));
     let dir = tempdir("second");
     let path = dir.path().join("second.toml");
     let second = Config::new()
@@ -166,11 +166,18 @@ fn a_second_instance_on_a_served_address_refuses_to_start() {
         .spawn()
         .unwrap();
     // If it started, it would serve until killed: give it a bounded time to refuse.
-    let status = eventually(Duration::from_secs(20), "the second egressd kept running", || {
-        child.try_wait().unwrap()
-    });
+    let status = eventually(
+        Duration::from_secs(20),
+        "the second egressd kept running",
+        || child.try_wait().unwrap(),
+    );
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     assert_eq!(status.code(), Some(71), "{err}");
     assert!(err.contains("address in use"), "{err}");
     // The first one is untouched and serves every request with its own policy.

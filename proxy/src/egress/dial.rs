@@ -104,10 +104,26 @@ pub enum DialError {
     Blocked,
     /// The destination is in `deny_destinations`.
     Denied,
-    /// No pool address worked and the pool's fallback is `deny`.
-    NoEgress(String),
+    /// No pool address worked and the pool's fallback is `deny`; what each attempt met.
+    NoEgress(Vec<String>),
     /// The destination could not be reached (refused, unreachable, timed out).
     Connect(io::Error),
+    /// No pool address worked, and neither did the fallback to the default address: what each
+    /// pool address met, then the fallback's error.
+    FallbackFailed {
+        tried: Vec<String>,
+        error: io::Error,
+    },
+}
+
+impl DialError {
+    /// What each egress address tried met (for the access log).
+    pub fn tried(&self) -> &[String] {
+        match self {
+            DialError::NoEgress(tried) | DialError::FallbackFailed { tried, .. } => tried,
+            _ => &[],
+        }
+    }
 }
 
 impl std::fmt::Display for DialError {
@@ -115,10 +131,17 @@ impl std::fmt::Display for DialError {
         match self {
             DialError::Blocked => f.write_str("blocked by policy"),
             DialError::Denied => f.write_str("destination is in deny_destinations"),
-            DialError::NoEgress(why) => {
-                write!(f, "no usable egress address and fallback is deny: {why}")
-            }
+            DialError::NoEgress(tried) => write!(
+                f,
+                "no usable egress address and fallback is deny: {}",
+                tried.join("; ")
+            ),
             DialError::Connect(e) => write!(f, "connect failed: {e}"),
+            DialError::FallbackFailed { tried, error } => write!(
+                f,
+                "no usable egress address ({}), and the fallback to the default address failed: {error}",
+                tried.join("; ")
+            ),
         }
     }
 }
@@ -316,7 +339,7 @@ impl Dialer {
             }
             Action::Egress => {
                 let Some(pool) = decision.pool.and_then(|p| policy.pool(p)) else {
-                    return Err(DialError::NoEgress("rule has no pool".into()));
+                    return Err(DialError::NoEgress(vec!["the rule names no pool".into()]));
                 };
                 self.dial_pool(pool, dst, ctx, timeout, &default_spec)
                     .await
@@ -350,15 +373,14 @@ impl Dialer {
                 |a| cd.is_down(a, now),
             )
         };
-        let mut why = if plan.attempts.is_empty() {
-            format!(
+        let mut tried = Vec::new();
+        if plan.attempts.is_empty() {
+            tried.push(format!(
                 "pool \"{}\" has no usable {} address",
                 pool.name,
                 if dst.is_ipv4() { "IPv4" } else { "IPv6" }
-            )
-        } else {
-            String::new()
-        };
+            ));
+        }
         for addr in plan.attempts {
             let spec = SourceSpec {
                 addr: Some(addr),
@@ -371,19 +393,18 @@ impl Dialer {
                 Err(e) if is_local_error(&e) => {
                     tracing::warn!(pool = %pool.name, %addr, error = %e, "egress address failed; cooling down and trying the next");
                     self.mark_down(addr);
-                    why = format!("{addr}: {e}");
+                    tried.push(format!("{addr}: {e}"));
                 }
                 Err(e) => return Err(DialError::Connect(e)),
             }
         }
         match plan.fallback {
-            Fallback::Deny => Err(DialError::NoEgress(why)),
+            Fallback::Deny => Err(DialError::NoEgress(tried)),
             Fallback::Default => {
-                let s = self
-                    .dial_from(default_spec, dst, timeout, &ctx.reuse)
-                    .await
-                    .map_err(DialError::Connect)?;
-                Ok((s, default_spec.clone(), Some(why)))
+                match self.dial_from(default_spec, dst, timeout, &ctx.reuse).await {
+                    Ok(s) => Ok((s, default_spec.clone(), Some(tried.join("; ")))),
+                    Err(error) => Err(DialError::FallbackFailed { tried, error }),
+                }
             }
         }
     }
@@ -524,7 +545,7 @@ action = "default"
                 Err(DialError::Blocked)
             ));
             assert!(
-                matches!(dial("all-gone", dst).await, Err(DialError::NoEgress(why)) if why.contains("203.0.113.77"))
+                matches!(dial("all-gone", dst).await, Err(DialError::NoEgress(tried)) if tried.len() == 1 && tried[0].starts_with("203.0.113.77: "))
             );
             let denied = SocketAddr::new("127.0.0.9".parse().unwrap(), dst.port());
             assert!(matches!(

@@ -33,21 +33,76 @@ use egressd_wire::socks5::Parsed;
 const UNSPECIFIED: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
 
-async fn send_error<W: AsyncWrite + Unpin>(client: &mut W, status: u16, extra: &[(&str, &str)]) {
+async fn send_error<W: AsyncWrite + Unpin>(
+    client: &mut W,
+    status: u16,
+    reason: &str,
+    extra: &[(&str, &str)],
+) {
     let mut out = Vec::with_capacity(256);
-    wire::encode_error(status, extra, &mut out);
+    wire::encode_refusal(status, reason, extra, &mut out);
     let _ = client.write_all(&out).await;
 }
 
-/// The status for a failure to open the upstream.
-fn status_for(e: &OpenError) -> u16 {
+/// Why the upstream could not be opened: the status, the RFC 9209 `Proxy-Status` error type,
+/// and one line for the person reading the client's output. `rule`: the deciding rule's name.
+fn refusal(e: &OpenError, target: &Target, rule: Option<&str>) -> (u16, &'static str, String) {
+    let host = target.display();
     match e {
-        OpenError::Resolve(_) | OpenError::NoAddress => 502,
-        OpenError::Dial { error, .. } => match error {
-            DialError::Blocked | DialError::Denied => 403,
-            DialError::NoEgress(_) => 503,
-            DialError::Connect(io) if io.kind() == io::ErrorKind::TimedOut => 504,
-            DialError::Connect(_) => 502,
+        OpenError::Resolve(e) => (502, "dns_error", format!("cannot resolve {host}: {e}")),
+        OpenError::NoAddress => (
+            502,
+            "destination_ip_prohibited",
+            format!(
+                "no address of {host} has a family that rule \"{}\" allows",
+                rule.unwrap_or("?")
+            ),
+        ),
+        OpenError::Dial { error, dst, .. } => match error {
+            DialError::Blocked => (
+                403,
+                "http_request_denied",
+                match rule {
+                    Some(r) => format!("blocked by rule \"{r}\""),
+                    None => "blocked by the policy's default action".to_string(),
+                },
+            ),
+            DialError::Denied => (
+                403,
+                "destination_ip_prohibited",
+                format!(
+                    "denied destination: {} is in [proxy] deny_destinations",
+                    dst.ip()
+                ),
+            ),
+            DialError::NoEgress(tried) => (
+                503,
+                "proxy_internal_error",
+                format!("no egress address: {}", tried.join("; ")),
+            ),
+            DialError::FallbackFailed { tried, error } => (
+                502,
+                "destination_unavailable",
+                format!(
+                    "no egress address ({}), and the default address failed too: {error}",
+                    tried.join("; ")
+                ),
+            ),
+            DialError::Connect(io) if io.kind() == io::ErrorKind::TimedOut => (
+                504,
+                "connection_timeout",
+                format!("upstream {dst} did not answer in time"),
+            ),
+            DialError::Connect(io) if io.kind() == io::ErrorKind::ConnectionRefused => (
+                502,
+                "connection_refused",
+                format!("upstream {dst} refused the connection"),
+            ),
+            DialError::Connect(io) => (
+                502,
+                "destination_unavailable",
+                format!("cannot connect to upstream {dst}: {io}"),
+            ),
         },
     }
 }
@@ -201,15 +256,16 @@ impl Upstream {
     }
 }
 
-/// Answers the client with an error status, and records it.
+/// Answers the client with an error status and the reason, and records it.
 async fn answer<W: AsyncWrite + Unpin>(
     client: &mut W,
     rec: &mut ConnRecord,
     status: u16,
+    reason: &str,
     extra: &[(&str, &str)],
 ) {
     rec.status = Some(status);
-    send_error(client, status, extra).await;
+    send_error(client, status, reason, extra).await;
 }
 
 /// Opens the upstream for `target` and records it, or answers the client with the status
@@ -231,7 +287,16 @@ async fn open_or_answer<S: ClientIo>(
         }
         Err(e) => {
             let outcome = record_open_error(rec, generation, &e);
-            answer(client, rec, status_for(&e), &[]).await;
+            let (status, kind, reason) = refusal(&e, target, rec.rule_name());
+            let proxy_status = format!("egressd; error={kind}");
+            answer(
+                client,
+                rec,
+                status,
+                &reason,
+                &[("Proxy-Status", &proxy_status)],
+            )
+            .await;
             Err(outcome)
         }
     }
@@ -260,6 +325,70 @@ fn next_record(rec: &mut ConnRecord, generation: &GenRef) {
         generation: generation.id,
         ..ConnRecord::default()
     };
+}
+
+/// What came first after a head with `Expect: 100-continue` was sent upstream.
+enum Early {
+    /// The client started its body anyway (RFC 9110 lets it after a while).
+    Body,
+    /// An interim answer (100 Continue, 103 ...), taken from the upstream's buffer: relay it,
+    /// then the body follows.
+    Interim(wire::ResponseHead),
+    /// The final answer, left in the upstream's buffer: the body is not wanted.
+    Final,
+}
+
+/// Waits for whichever speaks first after an `Expect: 100-continue` head went upstream: the
+/// upstream (an interim or a final answer) or the client (its body).
+async fn await_continue<S: ClientIo>(
+    client: &mut S,
+    buf: &mut Vec<u8>,
+    up: &mut Upstream,
+    idle: Duration,
+) -> Result<Early, Outcome> {
+    enum Spoke {
+        Upstream(io::Result<usize>),
+        Client(io::Result<usize>),
+    }
+    loop {
+        match wire::parse_response_head(&up.buf, wire::MAX_HEAD) {
+            Parsed::Done { value, consumed } => {
+                if (100..200).contains(&value.status) && value.status != 101 {
+                    up.buf.drain(..consumed);
+                    return Ok(Early::Interim(value));
+                }
+                return Ok(Early::Final);
+            }
+            // The response loop answers a malformed head.
+            Parsed::Invalid(_) => return Ok(Early::Final),
+            Parsed::NeedMore => {}
+        }
+        // The side that loses the race is dropped mid-read: each reads into a buffer of its
+        // own and keeps the bytes only once its read completed, so nothing is lost or padded.
+        let (mut from_up, mut from_client) = ([0u8; 4096], [0u8; 4096]);
+        let spoke = futures_lite::future::or(
+            async {
+                let mut reader = WaitLimited::new(&mut up.stream, up.idle);
+                Spoke::Upstream(reader.read(&mut from_up).await)
+            },
+            async {
+                let mut reader = WaitLimited::new(&mut *client, idle);
+                Spoke::Client(reader.read(&mut from_client).await)
+            },
+        )
+        .await;
+        match spoke {
+            Spoke::Client(Ok(n)) if n > 0 => {
+                buf.extend_from_slice(&from_client[..n]);
+                return Ok(Early::Body);
+            }
+            Spoke::Client(_) => return Err(Outcome::ClientError),
+            // (A head too large is refused by the parse above, as in the response loop.)
+            Spoke::Upstream(Ok(n)) if n > 0 => up.buf.extend_from_slice(&from_up[..n]),
+            // Closed or failed: the response loop reports it.
+            Spoke::Upstream(_) => return Ok(Early::Final),
+        }
+    }
 }
 
 /// How long, and how much, a client still sending is read after its 408.
@@ -322,7 +451,7 @@ async fn read_head<S: ClientIo>(
             }
             Parsed::Invalid(e) => {
                 rec.error = Some(e.to_string());
-                answer(client, rec, e.status, &[]).await;
+                answer(client, rec, e.status, &e.to_string(), &[]).await;
                 return Err(HeadEnd::Done(if e.status == 431 {
                     Outcome::HeadTooLarge
                 } else {
@@ -346,7 +475,14 @@ async fn read_head<S: ClientIo>(
             Ok(_) => return Err(HeadEnd::Done(Outcome::ClientError)),
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                 if !buf.is_empty() {
-                    answer(client, rec, 408, &[]).await;
+                    answer(
+                        client,
+                        rec,
+                        408,
+                        "the request head did not arrive in time",
+                        &[],
+                    )
+                    .await;
                     linger(client).await;
                 }
                 return Err(HeadEnd::Done(Outcome::HandshakeTimeout));
@@ -416,7 +552,14 @@ pub async fn serve<S: ClientIo>(
             _ if !user.is_empty() => {}
             (Auth::None, _) | (Auth::Optional, None) => {}
             (Auth::Required, None) => {
-                answer(&mut client, rec, 407, &challenge).await;
+                answer(
+                    &mut client,
+                    rec,
+                    407,
+                    "this proxy needs a user name and password",
+                    &challenge,
+                )
+                .await;
                 return Next::Done(Outcome::AuthRequired);
             }
             (_, Some(creds)) => {
@@ -429,13 +572,27 @@ pub async fn serve<S: ClientIo>(
                 {
                     AuthOutcome::Accepted => user = creds.username,
                     AuthOutcome::Rejected => {
-                        answer(&mut client, rec, 407, &challenge).await;
+                        answer(
+                            &mut client,
+                            rec,
+                            407,
+                            "wrong user name or password",
+                            &challenge,
+                        )
+                        .await;
                         return Next::Done(Outcome::AuthFailed);
                     }
                     AuthOutcome::Busy => {
                         rec.error =
                             Some("password not verified in time (verifications busy)".into());
-                        answer(&mut client, rec, 503, &[("Retry-After", "1")]).await;
+                        answer(
+                            &mut client,
+                            rec,
+                            503,
+                            "password checks are busy; try again",
+                            &[("Retry-After", "1")],
+                        )
+                        .await;
                         return Next::Done(Outcome::AuthBusy);
                     }
                 }
@@ -459,7 +616,7 @@ pub async fn serve<S: ClientIo>(
                 path_and_query,
             } => (host.clone(), *port, Some(path_and_query.clone())),
             RequestTarget::Origin(_) => {
-                answer(&mut client, rec, 400, &[]).await;
+                answer(&mut client, rec, 400, "this is a proxy: send absolute-form requests (GET http://host/path) or CONNECT host:port", &[]).await;
                 return Next::Done(Outcome::NotAProxyRequest);
             }
         };
@@ -512,7 +669,7 @@ pub async fn serve<S: ClientIo>(
             Ok(b) => b,
             Err(e) => {
                 rec.error = Some(e.to_string());
-                answer(&mut client, rec, e.status, &[]).await;
+                answer(&mut client, rec, e.status, &e.to_string(), &[]).await;
                 return Next::Done(Outcome::BadRequest);
             }
         };
@@ -550,11 +707,43 @@ pub async fn serve<S: ClientIo>(
         up.used = true;
         let sent = up.stream.write_all(&out).await.is_ok();
         if !sent && !retry_on_silence {
-            answer(&mut client, rec, 502, &[]).await;
+            answer(
+                &mut client,
+                rec,
+                502,
+                "cannot send the request upstream",
+                &[],
+            )
+            .await;
             return Next::Done(Outcome::UpstreamError);
         }
+        // A client that sent `Expect: 100-continue` waits for an answer before its body: the
+        // upstream's interim (or final) answer must reach it now, not after the body.
+        let mut answered_early = false;
+        if head.expects_continue() && !replayable && buf.is_empty() {
+            match await_continue(&mut client, &mut buf, up, idle).await {
+                Ok(Early::Body) => {}
+                Ok(Early::Interim(head)) => {
+                    let mut interim = Vec::with_capacity(64);
+                    wire::encode_response_head(&head, true, &mut interim);
+                    if client.write_all(&interim).await.is_err() {
+                        return Next::Done(Outcome::ClientError);
+                    }
+                    rec.bytes_down += interim.len() as u64;
+                }
+                Ok(Early::Final) => answered_early = true,
+                Err(outcome) => return Next::Done(outcome),
+            }
+        }
         let mut from_client = WaitLimited::new(&mut client, idle);
-        match copy_body(body, &mut from_client, &mut buf, &mut up.stream).await {
+        let copied = if answered_early {
+            // The server answered without the body: it is not sent, and neither connection
+            // can be used again (the client may still send it).
+            Ok(0)
+        } else {
+            copy_body(body, &mut from_client, &mut buf, &mut up.stream).await
+        };
+        match copied {
             Ok(n) => rec.bytes_up += n + out.len() as u64,
             Err(_) => return Next::Done(Outcome::ClientError),
         }
@@ -563,7 +752,14 @@ pub async fn serve<S: ClientIo>(
             match first {
                 Ok(n) if n > 0 => {}
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                    answer(&mut client, rec, 504, &[]).await;
+                    answer(
+                        &mut client,
+                        rec,
+                        504,
+                        "the upstream did not answer in time",
+                        &[],
+                    )
+                    .await;
                     return Next::Done(Outcome::UpstreamError);
                 }
                 _ => {
@@ -585,7 +781,14 @@ pub async fn serve<S: ClientIo>(
                     *up = Upstream::new(opened.dialed, idle);
                     up.used = true;
                     if up.stream.write_all(&out).await.is_err() {
-                        answer(&mut client, rec, 502, &[]).await;
+                        answer(
+                            &mut client,
+                            rec,
+                            502,
+                            "cannot send the request upstream",
+                            &[],
+                        )
+                        .await;
                         return Next::Done(Outcome::UpstreamError);
                     }
                 }
@@ -600,13 +803,27 @@ pub async fn serve<S: ClientIo>(
                         break value;
                     }
                     Parsed::Invalid(_) => {
-                        answer(&mut client, rec, 502, &[]).await;
+                        answer(
+                            &mut client,
+                            rec,
+                            502,
+                            "the upstream sent a malformed response head",
+                            &[],
+                        )
+                        .await;
                         return Next::Done(Outcome::UpstreamError);
                     }
                     Parsed::NeedMore => match up.read_more().await {
                         Ok(n) if n > 0 => {}
                         Ok(_) => {
-                            answer(&mut client, rec, 502, &[]).await;
+                            answer(
+                                &mut client,
+                                rec,
+                                502,
+                                "the upstream closed the connection without answering",
+                                &[],
+                            )
+                            .await;
                             return Next::Done(Outcome::UpstreamClosed);
                         }
                         Err(e) => {
@@ -615,7 +832,18 @@ pub async fn serve<S: ClientIo>(
                             } else {
                                 502
                             };
-                            answer(&mut client, rec, status, &[]).await;
+                            answer(
+                                &mut client,
+                                rec,
+                                status,
+                                if status == 504 {
+                                    "the upstream did not answer in time"
+                                } else {
+                                    "the upstream connection failed"
+                                },
+                                &[],
+                            )
+                            .await;
                             return Next::Done(Outcome::UpstreamError);
                         }
                     },
@@ -632,11 +860,21 @@ pub async fn serve<S: ClientIo>(
             let body = match response.response_body(&head.method) {
                 Ok(b) => b,
                 Err(_) => {
-                    answer(&mut client, rec, 502, &[]).await;
+                    answer(
+                        &mut client,
+                        rec,
+                        502,
+                        "the upstream response has invalid framing",
+                        &[],
+                    )
+                    .await;
                     return Next::Done(Outcome::UpstreamError);
                 }
             };
-            let keep = head.wants_keep_alive() && response.keep_alive() && body != Body::UntilClose;
+            let keep = head.wants_keep_alive()
+                && response.keep_alive()
+                && body != Body::UntilClose
+                && !answered_early;
             break ((response, body), keep);
         };
         let (response, body) = response;
@@ -654,7 +892,7 @@ pub async fn serve<S: ClientIo>(
             Ok(n) => rec.bytes_down += n,
             Err(_) => return Next::Done(Outcome::UpstreamError),
         }
-        up.reusable = delimited && response.keep_alive() && up.buf.is_empty();
+        up.reusable = delimited && response.keep_alive() && up.buf.is_empty() && !answered_early;
         served += 1;
         if !keep {
             release(ctx, upstream.take());

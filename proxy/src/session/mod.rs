@@ -149,11 +149,12 @@ pub fn record_open_error(rec: &mut ConnRecord, generation: &GenRef, e: &OpenErro
         } => {
             rec.decided(generation, *decision);
             rec.dialled = Some(*dst);
+            rec.tried = error.tried().to_vec();
             match error {
                 DialError::Blocked => Outcome::Blocked,
                 DialError::Denied => Outcome::DeniedDestination,
                 DialError::NoEgress(_) => Outcome::NoEgress,
-                DialError::Connect(_) => Outcome::ConnectFailed,
+                DialError::Connect(_) | DialError::FallbackFailed { .. } => Outcome::ConnectFailed,
             }
         }
     }

@@ -215,10 +215,14 @@ fn reply_for(e: &OpenError) -> Reply {
             DialError::Blocked | DialError::Denied | DialError::NoEgress(_) => Reply::NotAllowed,
             // EHOSTDOWN has no io::ErrorKind of its own; like EHOSTUNREACH, the host is not
             // reachable.
-            DialError::Connect(io) if io.raw_os_error() == Some(libc::EHOSTDOWN) => {
+            DialError::Connect(io) | DialError::FallbackFailed { error: io, .. }
+                if io.raw_os_error() == Some(libc::EHOSTDOWN) =>
+            {
                 Reply::HostUnreachable
             }
-            DialError::Connect(io) => Reply::from_io_error(io),
+            DialError::Connect(io) | DialError::FallbackFailed { error: io, .. } => {
+                Reply::from_io_error(io)
+            }
         },
     }
 }

@@ -62,6 +62,16 @@ impl RequestHead {
         self.version >= 1 || says("keep-alive")
     }
 
+    /// `Expect: 100-continue` (RFC 9110 section 10.1.1): the client waits for an interim
+    /// answer (or a final one) before it sends the body. Only HTTP/1.1 clients may expect it.
+    pub fn expects_continue(&self) -> bool {
+        self.version >= 1
+            && self.headers.iter().any(|(n, v)| {
+                n.eq_ignore_ascii_case("expect")
+                    && v.trim_ascii().eq_ignore_ascii_case(b"100-continue")
+            })
+    }
+
     /// `Proxy-Authorization: Basic base64(user:pass)`, if present and well-formed.
     ///
     /// Returned as [`UserPass`] so HTTP and SOCKS5 credentials reach the same authenticator as one
@@ -367,6 +377,16 @@ pub(super) fn decode_base64(input: &[u8]) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn expect_100_continue_is_recognised_only_as_sent_by_http_1_1() {
+        let head = |text: &str| done(parse_request_head(text.as_bytes(), MAX_HEAD)).0;
+        assert!(head("PUT http://h/ HTTP/1.1\r\nExpect: 100-Continue \r\n\r\n").expects_continue());
+        assert!(!head("PUT http://h/ HTTP/1.1\r\nExpect: something\r\n\r\n").expects_continue());
+        assert!(!head("PUT http://h/ HTTP/1.0\r\nExpect: 100-continue\r\n\r\n").expects_continue());
+        assert!(!head("PUT http://h/ HTTP/1.1\r\n\r\n").expects_continue());
+    }
+
     use super::super::testutil::*;
     use super::super::*;
     use crate::socks5::UserPass;

@@ -41,15 +41,32 @@ pub fn reason_phrase(status: u16) -> &'static str {
 /// CR and LF are removed from the extra fields: they come from configuration (a realm), and one
 /// stray line break there would let it inject fields.
 pub fn encode_error(status: u16, extra_headers: &[(&str, &str)], out: &mut Vec<u8>) {
+    encode_refusal(status, "", extra_headers, out);
+}
+
+/// As `encode_error`, with the reason in one line of the body after the status
+/// (`403 Forbidden: blocked by rule "ads"`), so that a person reading the client's output
+/// learns why without the proxy's logs. Control characters in `reason` are dropped.
+pub fn encode_refusal(
+    status: u16,
+    reason: &str,
+    extra_headers: &[(&str, &str)],
+    out: &mut Vec<u8>,
+) {
     let phrase = reason_phrase(status);
-    let mut body = Vec::with_capacity(phrase.len() + 5);
+    let mut body = Vec::with_capacity(phrase.len() + reason.len() + 8);
     push_decimal(u64::from(status), &mut body);
     body.push(b' ');
     body.extend_from_slice(phrase.as_bytes());
+    let status_line_len = body.len();
+    if !reason.is_empty() {
+        body.extend_from_slice(b": ");
+        body.extend(reason.bytes().filter(|b| !b.is_ascii_control()));
+    }
     body.push(b'\n');
 
     out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(&body[..body.len() - 1]);
+    out.extend_from_slice(&body[..status_line_len]);
     out.extend_from_slice(b"\r\nContent-Type: text/plain\r\nContent-Length: ");
     push_decimal(body.len() as u64, out);
     out.extend_from_slice(b"\r\nConnection: close\r\n");
@@ -93,6 +110,23 @@ mod tests {
              Proxy-Authenticate: Basic realm=\"egressd\"\r\n\
              \r\n\
              407 Proxy Authentication Required\n"
+        );
+    }
+
+    #[test]
+    fn a_refusal_says_why_in_one_line_of_its_body() {
+        let mut out = Vec::new();
+        encode_refusal(403, "blocked by rule \"ads\"\r\nX: y", &[], &mut out);
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert!(text.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{text}");
+        assert!(
+            text.ends_with("\r\n\r\n403 Forbidden: blocked by rule \"ads\"X: y\n"),
+            "{text}"
+        );
+        let (head, body) = done(parse_response_head(&out, MAX_HEAD));
+        assert_eq!(
+            head.response_body("GET"),
+            Ok(Body::Length(body_len(&out, body)))
         );
     }
 
