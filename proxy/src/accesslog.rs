@@ -24,7 +24,7 @@ use crate::state::GenRef;
 /// One finished connection (or, for forwarded HTTP, one finished request).
 #[derive(Debug, Default, Serialize)]
 pub struct ConnRecord {
-    /// When the connection (or request) started.
+    /// When the connection (or request) started (`end_time` is when it ended).
     pub time: Timestamp,
     /// The same instant, for `duration_ms`.
     #[serde(skip)]
@@ -41,6 +41,12 @@ pub struct ConnRecord {
     /// The HTTP request method (CONNECT for a tunnel); absent for SOCKS5.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
+    /// A forwarded request's path (query string excluded, never logged): its length and the
+    /// first 16 hex digits of its SHA-256, enough to tell requests apart without the text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_len: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_sha256: Option<String>,
     /// The HTTP status answered to the client.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
@@ -59,6 +65,8 @@ pub struct ConnRecord {
     pub bytes_up: u64,
     pub bytes_down: u64,
     pub duration_ms: u64,
+    /// When the connection (or request) ended: `time` plus the duration.
+    pub end_time: Timestamp,
     pub outcome: Outcome,
     /// Who failed, for an outcome that is a failure.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -113,6 +121,22 @@ impl ConnRecord {
         self.decision = Some((generation.clone(), decision));
     }
 
+    /// Records a forwarded request's path (`path_and_query` from the request line): its
+    /// length and a short hash, without the query string.
+    pub fn path(&mut self, path_and_query: &str) {
+        use sha2::Digest;
+        let path = path_and_query
+            .split_once('?')
+            .map_or(path_and_query, |(p, _)| p);
+        let digest = sha2::Sha256::digest(path.as_bytes());
+        let mut hex = String::with_capacity(16);
+        for b in &digest[..8] {
+            hex.push_str(&format!("{b:02x}"));
+        }
+        self.path_len = Some(path.len());
+        self.path_sha256 = Some(hex);
+    }
+
     /// The deciding rule's name, from the generation that decided.
     pub fn rule_name(&self) -> Option<&str> {
         let (generation, d) = self.decision.as_ref()?;
@@ -136,7 +160,9 @@ impl ConnRecord {
     /// the generation that decided, whatever is current now) and the failing side.
     pub fn settle(&mut self) {
         if let Some(started) = self.started {
-            self.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            let took = started.elapsed();
+            self.duration_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
+            self.end_time = Timestamp(self.time.0 + took);
         }
         if let Some((_, d)) = &self.decision {
             // A destination in deny_destinations is refused whatever the rule says: the line
@@ -334,6 +360,22 @@ mod tests {
         assert_eq!(v["time"], "2026-11-26T19:04:05.123Z");
         assert_eq!(v["outcome"], "ok");
         assert!(v.get("side").is_none());
+    }
+
+    #[test]
+    fn a_path_is_logged_as_length_and_hash_without_its_query() {
+        let mut a = ConnRecord::default();
+        a.path("/reports/q3?token=secret");
+        let mut b = ConnRecord::default();
+        b.path("/reports/q3");
+        assert_eq!(a.path_len, Some(11));
+        assert_eq!(a.path_sha256, b.path_sha256);
+        assert_eq!(a.path_sha256.as_ref().map(String::len), Some(16));
+        let line = serde_json::to_string(&a).unwrap();
+        assert!(
+            !line.contains("secret") && !line.contains("reports"),
+            "{line}"
+        );
     }
 
     #[test]

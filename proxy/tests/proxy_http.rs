@@ -527,3 +527,34 @@ fn a_pool_that_fails_whole_is_named_with_every_address_tried() {
         "{rec}"
     );
 }
+
+/// curl fetching two URLs over one kept connection, each leaving from its own pool: one
+/// access-log line per request, with its method, path length and hash (never the query),
+/// start and end times.
+#[test]
+fn each_forwarded_request_has_its_own_line() {
+    let up = Upstream::start("127.0.0.1:0");
+    let partner = Upstream::start("127.0.0.6:0");
+    let proxy = Proxy::start(config(1));
+    let p = format!("http://{}", proxy.addr);
+    let first = up.url("/reports?token=secret");
+    let (code, body, err) = curl(&["-x", &p, "-U", "alice:alice-pw", &first, &partner.url("/b")]);
+    assert_eq!((code, body.as_str()), (0, "127.0.0.2127.0.0.4"), "{err}");
+    let mine = proxy.wait_record(|r| r["pool"] == "finance" && r["method"] == "GET");
+    let theirs = proxy.wait_record(|r| r["pool"] == "partners" && r["method"] == "GET");
+    assert_eq!(mine["path_len"], "/reports".len(), "{mine}");
+    assert_eq!(theirs["path_len"], "/b".len(), "{theirs}");
+    assert_ne!(mine["path_sha256"], theirs["path_sha256"]);
+    for rec in [&mine, &theirs] {
+        assert_eq!(rec["status"], 200, "{rec}");
+        assert!(
+            rec["time"].as_str().unwrap() <= rec["end_time"].as_str().unwrap(),
+            "{rec}"
+        );
+    }
+    let log = proxy.log.lock().unwrap().join("\n");
+    assert!(
+        !log.contains("secret") && !log.contains("/reports"),
+        "{log}"
+    );
+}

@@ -633,6 +633,9 @@ pub async fn serve<S: ClientIo>(
             },
         };
         rec.host = target.display();
+        if let Some(path) = &path {
+            rec.path(path);
+        }
 
         if path.is_none() {
             // CONNECT: open, answer 200, relay.
