@@ -22,6 +22,7 @@ mod session;
 mod shard;
 mod sockopt;
 mod state;
+mod summary;
 #[cfg(test)]
 mod testutil;
 mod tls;

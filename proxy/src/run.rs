@@ -21,6 +21,7 @@ use crate::dns::ResolverConfig;
 use crate::metrics;
 use crate::shard::{self, ShardConfig};
 use crate::state::{Generation, Shared};
+use crate::summary::{LogFormat, Summary};
 
 /// Exit status for an invalid configuration at start-up (sysexits EX_CONFIG).
 const EX_CONFIG: u8 = 78;
@@ -33,17 +34,24 @@ const MIN_MEMLOCK: u64 = 512 * 1024;
 
 pub use crate::control::DEFAULT_CONFIG;
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("EGRESSD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
+    let builder = tracing_subscriber::fmt()
         .with_target(false)
         .with_writer(std::io::stderr)
-        .with_env_filter(filter)
-        .try_init();
+        .with_env_filter(filter);
+    let _ = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+        LogFormat::Text => builder
+            .compact()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+    };
 }
 
 /// The soft RLIMIT_MEMLOCK in bytes (None = unlimited).
@@ -109,7 +117,8 @@ fn reserve(listeners: &[Listener]) -> Result<Vec<(Socket, SocketAddr)>, shard::S
 }
 
 pub fn run(config: Option<PathBuf>) -> ExitCode {
-    init_logging();
+    let format = LogFormat::from_env();
+    init_logging(format);
     // Panics become one JSON log line like everything else (a connection task's panic is
     // then caught, counted and logged again by its shard).
     std::panic::set_hook(Box::new(|info| {
@@ -244,9 +253,18 @@ pub fn run(config: Option<PathBuf>) -> ExitCode {
         }
     }
     drop(reserved);
-    for (name, addr, ..) in &listeners {
-        tracing::info!(listener = %name, addr = %addr, shards, generation = 1, "listening");
+    if format == LogFormat::Json {
+        for (name, addr, ..) in &listeners {
+            tracing::info!(listener = %name, addr = %addr, shards, generation = 1, "listening");
+        }
     }
+    let bound: Vec<_> = listeners
+        .iter()
+        .map(|(name, addr, ..)| (name.clone(), *addr))
+        .collect();
+    let first = shared.load();
+    Summary::new(first.policy(), &bound).log(format, first.id, first.policy().rules.len());
+    drop(first);
 
     let control = Control {
         shared,

@@ -186,3 +186,76 @@ fn a_second_instance_on_a_served_address_refuses_to_start() {
         assert_eq!((code, body.as_str()), (0, "127.0.0.7"));
     }
 }
+
+/// Started by a person at a terminal (here: asked for text), egressd says what it serves in
+/// plain lines; for machines, the same in one JSON `ready` line.
+#[test]
+fn the_start_up_summary_says_what_is_served_and_refused() {
+    let dir = tempdir("summary");
+    let path = dir.path().join("egressd.toml");
+    std::fs::write(
+        &path,
+        Config::new()
+            .auth("required")
+            .user("a", "pw", &[])
+            .catch_all()
+            .to_string(),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_egressd"))
+        .args(["run", "-c"])
+        .arg(&path)
+        .env("EGRESSD_LOG_FORMAT", "text")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut said = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let done = line.contains("access log");
+        said.push(line);
+        if done {
+            break;
+        }
+    }
+    support::signal(child.id(), "TERM");
+    assert!(child.wait().unwrap().success());
+    let text = said.join("\n");
+    assert!(
+        text.contains("egressd is ready (generation 1, 1 rule)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("listener \"office\", authentication required"),
+        "{text}"
+    );
+    assert!(
+        text.contains("default egress  the host's default route (rule \"catch-all\")"),
+        "{text}"
+    );
+    assert!(
+        text.contains("refused         nothing beyond the rules"),
+        "{text}"
+    );
+    assert!(text.contains("access log      standard output"), "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "no colour codes when not a terminal: {text}"
+    );
+
+    let mut proxy = Proxy::start(Config::new().deny(&["127.0.0.0/8"]).catch_all());
+    let ready: serde_json::Value = serde_json::from_str(&proxy.next_line("\"ready\"")).unwrap();
+    assert!(
+        ready["refused"].as_str().unwrap().contains("127.0.0.0/8"),
+        "{ready}"
+    );
+    assert!(
+        ready["listeners"]
+            .as_str()
+            .unwrap()
+            .contains(&proxy.addr.to_string()),
+        "{ready}"
+    );
+}
