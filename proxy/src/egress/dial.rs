@@ -364,17 +364,28 @@ impl Dialer {
             _ => egress::sticky_key(&ctx.user, Some(ctx.client.ip())),
         };
         let now = self.now_ms();
+        // Addresses skipped because they failed a moment ago are named too, so a refusal
+        // says what became of every address of the pool.
+        let cooling = RefCell::new(Vec::new());
         let plan = {
             let cd = self.cooldown.borrow();
             egress::plan(
                 pool,
                 egressd_policy::meta::canonical_ip(dst.ip()),
                 key,
-                |a| cd.is_down(a, now),
+                |a| {
+                    let down = cd.is_down(a, now);
+                    if down {
+                        cooling
+                            .borrow_mut()
+                            .push(format!("{a}: cooling down after a recent failure"));
+                    }
+                    down
+                },
             )
         };
-        let mut tried = Vec::new();
-        if plan.attempts.is_empty() {
+        let mut tried = cooling.into_inner();
+        if plan.attempts.is_empty() && tried.is_empty() {
             tried.push(format!(
                 "pool \"{}\" has no usable {} address",
                 pool.name,
