@@ -500,8 +500,10 @@ fn refusals_say_why_in_one_line() {
 #[test]
 fn a_pool_that_fails_whole_is_named_with_every_address_tried() {
     // 203.0.113.x is on no interface of a test machine: binding it fails; nothing is sent.
+    // One shard: cool-downs are per shard.
     let proxy = Proxy::start(
         Config::new()
+            .proxy("shards", "1")
             .pool(
                 "gone",
                 &["203.0.113.77", "203.0.113.78"],
