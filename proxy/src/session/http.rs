@@ -724,7 +724,8 @@ pub async fn serve<S: ClientIo>(
         // upstream's interim (or final) answer must reach it now, not after the body.
         let mut answered_early = false;
         if head.expects_continue() && !replayable && buf.is_empty() {
-            match await_continue(&mut client, &mut buf, up, idle).await {
+            // Boxed: its read buffers take room only while it runs, not in every kept connection.
+            match Box::pin(await_continue(&mut client, &mut buf, up, idle)).await {
                 Ok(Early::Body) => {}
                 Ok(Early::Interim(head)) => {
                     let mut interim = Vec::with_capacity(64);
