@@ -1,0 +1,291 @@
+//! The admin endpoint: a small HTTP/1.1 server on a thread of its own, off the shards'
+//! connection path. It answers health checks and Prometheus scrapes; what it serves comes from
+//! an `Admin` implementation (the running proxy, or a test's).
+//!
+//! Every request stands alone (`Connection: close`), is read under a deadline and a size limit,
+//! and is answered even when it is junk (400, 404, 405, 431), never a crash. A token, when set,
+//! is required as `Authorization: Bearer` and compared in constant time.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use egressd_wire::http::{self as wire, RequestTarget};
+use egressd_wire::socks5::Parsed;
+
+/// Largest request head the admin endpoint reads.
+const MAX_HEAD: usize = 8 * 1024;
+/// A request must have arrived whole within this.
+const READ_DEADLINE: Duration = Duration::from_secs(5);
+/// Requests served at once; more are answered 503 at once.
+const MAX_CONCURRENT: usize = 32;
+
+/// A response: status, content type, body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn text(status: u16, body: impl Into<String>) -> Reply {
+        Reply {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: body.into(),
+        }
+    }
+}
+
+/// What the endpoint serves: one method per path.
+pub trait Admin: Send + Sync {
+    /// `GET /livez`: the process and its shards answer.
+    fn livez(&self) -> Reply;
+    /// `GET /readyz` (and `/healthz`): serving, not draining.
+    fn readyz(&self) -> Reply;
+    /// `GET /metrics`; `openmetrics`: the scraper accepts OpenMetrics.
+    fn metrics(&self, openmetrics: bool) -> Reply;
+}
+
+/// Compares in time that does not depend on where the first difference is.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, x) in a.iter().enumerate() {
+        diff |= usize::from(x ^ b.get(i).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+/// Reads one request head, by the deadline and within `MAX_HEAD`.
+fn read_head(stream: &mut TcpStream) -> Result<wire::RequestHead, u16> {
+    let until = Instant::now() + READ_DEADLINE;
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        match wire::parse_request_head(&buf, MAX_HEAD) {
+            Parsed::Done { value, .. } => return Ok(value),
+            Parsed::Invalid(e) => return Err(e.status),
+            Parsed::NeedMore if buf.len() > MAX_HEAD => return Err(431),
+            Parsed::NeedMore => {}
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return Err(408);
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => return Err(0),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(_) => return Err(408),
+        }
+    }
+}
+
+/// Answers one request.
+fn route(admin: &dyn Admin, token: Option<&str>, head: &wire::RequestHead) -> Reply {
+    let path = match &head.target {
+        RequestTarget::Origin(p) => p.split_once('?').map_or(p.as_str(), |(p, _)| p),
+        _ => return Reply::text(400, "send origin-form requests: GET /metrics\n"),
+    };
+    if let Some(token) = token {
+        let given = head
+            .header("authorization")
+            .and_then(|v| v.strip_prefix(b"Bearer "))
+            .unwrap_or(b"");
+        if !same_secret(given.trim_ascii(), token.as_bytes()) {
+            return Reply::text(401, "a bearer token is required\n");
+        }
+    }
+    let known = ["/livez", "/readyz", "/healthz", "/metrics"];
+    if !known.contains(&path) {
+        return Reply::text(404, format!("no such endpoint; try {}\n", known.join(", ")));
+    }
+    if head.method != "GET" && head.method != "HEAD" {
+        return Reply::text(405, "only GET and HEAD\n");
+    }
+    match path {
+        "/livez" => admin.livez(),
+        "/readyz" | "/healthz" => admin.readyz(),
+        _ => {
+            let wanted = b"application/openmetrics-text";
+            let openmetrics = head.header("accept").is_some_and(|a| {
+                a.windows(wanted.len())
+                    .any(|w| w.eq_ignore_ascii_case(wanted))
+            });
+            admin.metrics(openmetrics)
+        }
+    }
+}
+
+fn write_reply(stream: &mut TcpStream, head_only: bool, reply: &Reply) {
+    let mut out = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        reply.status,
+        wire::reason_phrase(reply.status),
+        reply.content_type,
+        reply.body.len()
+    );
+    if reply.status == 401 {
+        out.push_str("WWW-Authenticate: Bearer\r\n");
+    }
+    if reply.status == 405 {
+        out.push_str("Allow: GET, HEAD\r\n");
+    }
+    out.push_str("\r\n");
+    if !head_only {
+        out.push_str(&reply.body);
+    }
+    let _ = stream.set_write_timeout(Some(READ_DEADLINE));
+    let _ = stream.write_all(out.as_bytes());
+}
+
+fn serve_one(mut stream: TcpStream, admin: &dyn Admin, token: Option<&str>) {
+    match read_head(&mut stream) {
+        Ok(head) => {
+            let reply = route(admin, token, &head);
+            write_reply(&mut stream, head.method == "HEAD", &reply);
+        }
+        // The client left before a whole request.
+        Err(0) => {}
+        Err(status) => write_reply(&mut stream, false, &Reply::text(status, "bad request\n")),
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+}
+
+/// A running admin endpoint.
+#[derive(Debug)]
+pub struct Server {
+    pub addr: SocketAddr,
+}
+
+/// Binds `addr` and serves on threads of their own until the process ends.
+pub fn start(addr: SocketAddr, token: Option<String>, admin: Arc<dyn Admin>) -> io::Result<Server> {
+    let listener = TcpListener::bind(addr)?;
+    let addr = listener.local_addr()?;
+    let busy = Arc::new(AtomicUsize::new(0));
+    let token: Option<Arc<str>> = token.map(Into::into);
+    std::thread::Builder::new()
+        .name("egressd-admin".into())
+        .spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                if busy.load(Ordering::Relaxed) >= MAX_CONCURRENT {
+                    write_reply(&mut stream, false, &Reply::text(503, "busy\n"));
+                    continue;
+                }
+                busy.fetch_add(1, Ordering::Relaxed);
+                let (admin, token, busy) = (admin.clone(), token.clone(), busy.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("egressd-admin-req".into())
+                    .spawn(move || {
+                        serve_one(stream, &*admin, token.as_deref());
+                        busy.fetch_sub(1, Ordering::Relaxed);
+                    });
+                if spawned.is_err() {
+                    tracing::warn!("admin endpoint: cannot start a thread for a request");
+                }
+            }
+        })?;
+    Ok(Server { addr })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixed;
+
+    impl Admin for Fixed {
+        fn livez(&self) -> Reply {
+            Reply::text(200, "ok\n")
+        }
+        fn readyz(&self) -> Reply {
+            Reply::text(503, "draining\n")
+        }
+        fn metrics(&self, openmetrics: bool) -> Reply {
+            Reply::text(200, if openmetrics { "om\n" } else { "text\n" })
+        }
+    }
+
+    fn ask(addr: SocketAddr, request: &[u8]) -> String {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(request).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    }
+
+    #[test]
+    fn endpoints_answer_and_junk_gets_its_status() {
+        let server = start("127.0.0.1:0".parse().unwrap(), None, Arc::new(Fixed)).unwrap();
+        let a = server.addr;
+        let live = ask(a, b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(
+            live.starts_with("HTTP/1.1 200 OK\r\n") && live.ends_with("\r\n\r\nok\n"),
+            "{live}"
+        );
+        assert!(ask(a, b"GET /healthz HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 503"));
+        let om = ask(
+            a,
+            b"GET /metrics HTTP/1.1\r\nAccept: application/openmetrics-text;version=1.0.0\r\n\r\n",
+        );
+        assert!(om.ends_with("om\n"), "{om}");
+        assert!(ask(a, b"GET /metrics?x=1 HTTP/1.1\r\n\r\n").ends_with("text\n"));
+        let head = ask(a, b"HEAD /livez HTTP/1.1\r\n\r\n");
+        assert!(
+            head.starts_with("HTTP/1.1 200") && head.ends_with("\r\n\r\n"),
+            "{head}"
+        );
+        assert!(ask(a, b"GET /nope HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
+        let post = ask(a, b"POST /livez HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+        assert!(
+            post.starts_with("HTTP/1.1 405") && post.contains("Allow: GET, HEAD"),
+            "{post}"
+        );
+        assert!(ask(a, b"\x16\x03\x01junk\r\n\r\n").starts_with("HTTP/1.1 400"));
+        let mut big = b"GET /livez HTTP/1.1\r\nX: ".to_vec();
+        big.extend(vec![b'a'; 20_000]);
+        assert!(ask(a, &big).starts_with("HTTP/1.1 431"));
+        // Still serving after all that.
+        assert!(ask(a, b"GET /livez HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 200"));
+    }
+
+    #[test]
+    fn a_token_is_required_when_set() {
+        let server = start(
+            "127.0.0.1:0".parse().unwrap(),
+            Some("s3cret".into()),
+            Arc::new(Fixed),
+        )
+        .unwrap();
+        let a = server.addr;
+        let none = ask(a, b"GET /livez HTTP/1.1\r\n\r\n");
+        assert!(none.starts_with("HTTP/1.1 401") && none.contains("WWW-Authenticate: Bearer"));
+        assert!(
+            ask(
+                a,
+                b"GET /livez HTTP/1.1\r\nAuthorization: Bearer s3cre\r\n\r\n"
+            )
+            .starts_with("HTTP/1.1 401")
+        );
+        assert!(
+            ask(
+                a,
+                b"GET /livez HTTP/1.1\r\nAuthorization: Bearer s3cret\r\n\r\n"
+            )
+            .starts_with("HTTP/1.1 200")
+        );
+    }
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret(b"abc", b"abc"));
+        assert!(!same_secret(b"abc", b"abd"));
+        assert!(!same_secret(b"abc", b"ab"));
+        assert!(!same_secret(b"", b"a"));
+        assert!(same_secret(b"", b""));
+    }
+}
