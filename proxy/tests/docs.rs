@@ -1,7 +1,8 @@
 //! The documentation tells the truth: docs/CONFIG.md names every key the configuration reader
-//! accepts (asked of the reader itself, through its "unknown key" diagnostics) and every rule
-//! field; README's explain sample is what `egressd explain` prints; every example config's
-//! comment that names passwords names the ones its hashes verify.
+//! accepts (asked of the reader itself, through its "unknown key" diagnostics), every rule
+//! field and the default deny list, and its example conditions compile; README's explain
+//! sample is what `egressd explain` prints and its TOML snippets are valid; every example
+//! config's comment that names passwords names the ones its hashes verify.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -275,5 +276,31 @@ fn the_config_reference_examples_compile() {
             let checked = check_str("example.toml", &text);
             assert!(checked.policy.is_some(), "{when}\n{}", checked.render());
         }
+    }
+}
+
+#[test]
+fn the_readme_explain_sample_is_what_explain_prints() {
+    let readme = read("README.md");
+    let start = readme
+        .find("$ egressd explain ")
+        .expect("README has an explain sample");
+    let sample = &readme[start..];
+    let sample = &sample[..sample.find("```").unwrap()];
+    let (command, printed) = sample.split_once('\n').unwrap();
+    let args: Vec<&str> = command.split_whitespace().skip(2).collect();
+    let (code, out, err) = egressd(&args);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(printed, out, "README's sample differs from `{command}`");
+}
+
+#[test]
+fn the_readme_toml_snippets_are_valid() {
+    let readme = read("README.md");
+    let blocks = toml_blocks(&readme);
+    assert!(blocks.len() >= 3, "{blocks:?}");
+    for block in blocks {
+        let checked = check_str("readme.toml", &block);
+        assert!(checked.policy.is_some(), "{block}\n{}", checked.render());
     }
 }
