@@ -191,11 +191,27 @@ fn default_config_prints_the_built_in_default_which_checks_clean() {
     assert_eq!(allowed, without_loopback);
 }
 
+/// Sends each line `from` gives to the returned channel, from a thread of its own.
+fn forward_lines(from: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(from).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
 /// egressd started with `args` in a network namespace of its own (loopback up), so the
 /// built-in default's fixed 127.0.0.1:1080 cannot be taken by anything else.
 struct Isolated {
     child: Child,
+    /// Standard error (operational log).
     lines: Receiver<String>,
+    /// Standard output (access log).
+    records: Receiver<String>,
 }
 
 impl Isolated {
@@ -211,20 +227,26 @@ impl Isolated {
             .arg(env!("CARGO_BIN_EXE_egressd"))
             .args(args)
             .env("EGRESSD_LOG", "info")
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("unshare (util-linux)");
-        let (tx, lines) = channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        Isolated { child, lines }
+        let lines = forward_lines(child.stderr.take().unwrap());
+        let records = forward_lines(child.stdout.take().unwrap());
+        Isolated {
+            child,
+            lines,
+            records,
+        }
+    }
+
+    /// The next access-log record (egressd writes them within 50 ms).
+    fn next_record(&mut self) -> serde_json::Value {
+        let line = self
+            .records
+            .recv_timeout(Duration::from_secs(60))
+            .expect("no access-log record");
+        serde_json::from_str(&line).unwrap()
     }
 
     fn next_line(&mut self, needle: &str) -> String {
@@ -292,7 +314,25 @@ fn no_arguments_and_run_without_config_both_serve_the_built_in_default() {
             "egressd {args:?}: {err}"
         );
         let (code, _, err) = proxy.curl(&["--socks5", "127.0.0.1:1080", "http://127.0.0.1:9/"]);
-        assert_eq!(code, 97, "egressd {args:?}: SOCKS5 refusal, got {err}");
+        assert_ne!(code, 0, "egressd {args:?}: SOCKS5 was not refused: {err}");
+        // Each shard writes its own records: in either order.
+        let mut records = [proxy.next_record(), proxy.next_record()];
+        records.sort_by_key(|r| r["protocol"].as_str().map(str::to_string));
+        for (rec, protocol) in records.iter().zip(["http", "socks5"]) {
+            assert_eq!(
+                (
+                    rec["protocol"].as_str(),
+                    rec["rule"].as_str(),
+                    rec["outcome"].as_str()
+                ),
+                (
+                    Some(protocol),
+                    Some("catch-all"),
+                    Some("denied_destination")
+                ),
+                "egressd {args:?}: {rec}"
+            );
+        }
         support::signal(proxy.child.id(), "TERM");
         let status = proxy.child.wait().unwrap();
         assert!(status.success(), "egressd {args:?} exited with {status}");
