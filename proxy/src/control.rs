@@ -14,8 +14,19 @@ use crate::files::{Source, load};
 use crate::state::{Generation, GenerationError, Shared};
 
 /// The configuration `egressd` runs with when given none.
-pub const DEFAULT_CONFIG: &str = r#"# egressd's built-in default: one local listener, no authentication, everything leaves
-# from the default address.
+pub const DEFAULT_CONFIG: &str = r#"# egressd's built-in default configuration: what `egressd` (or `egressd run` without -c)
+# runs with, and what `egressd default-config` prints as a starting point. One listener on
+# 127.0.0.1:1080 speaking SOCKS5 and HTTP, no authentication, and one catch-all rule:
+# every connection leaves from the default address (the kernel picks the source address).
+# Every key is described in docs/CONFIG.md in egressd's source repository.
+
+# Destinations in [proxy] deny_destinations are refused whatever a rule says. Without the
+# key, loopback, link-local and unspecified addresses are refused (127.0.0.0/8, ::1/128,
+# 169.254.0.0/16, fe80::/10, 0.0.0.0/8, ::/128). To reach services on this host through the
+# proxy, uncomment these two lines: the same list without loopback.
+# [proxy]
+# deny_destinations = ["169.254.0.0/16", "fe80::/10", "0.0.0.0/8", "::/128"]
+
 [[listener]]
 name = "default"
 bind = "127.0.0.1:1080"

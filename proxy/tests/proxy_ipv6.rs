@@ -1,7 +1,8 @@
 //! An IPv6 prefix pool, inside a network namespace this test creates (needs root and
-//! iproute2): the host routes 2001:db8:10::/64 locally, egressd binds addresses inside it with
-//! IPV6_FREEBIND, and an upstream on ::1 sees an address from the prefix, the same one for the
-//! same user and different ones for different users.
+//! iproute2; without root it fails saying so rather than pass unrun): the host routes
+//! 2001:db8:10::/64 locally, egressd binds addresses inside it with IPV6_FREEBIND, and an
+//! upstream on ::1 sees an address from the prefix, the same one for the same user and
+//! different ones for different users.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -11,7 +12,7 @@ use std::io::{BufRead, BufReader};
 use std::net::Ipv6Addr;
 use std::process::{Child, Command, Stdio};
 
-use support::{Config, Proxy};
+use support::{Config, Proxy, require_root};
 
 struct Netns(String);
 
@@ -97,14 +98,7 @@ fn curl_in(ns: &Netns, args: &[&str]) -> String {
 
 #[test]
 fn ipv6_prefix_pool_in_a_namespace() {
-    if !Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0"))
-    {
-        eprintln!("skipped: needs root to create a network namespace");
-        return;
-    }
+    require_root("ip netns (a network namespace routing the test prefix)");
     let ns = Netns::create();
     let (mut server, port) = upstream(&ns);
     let config = Config::new()

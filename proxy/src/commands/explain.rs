@@ -15,28 +15,37 @@ use crate::files::{Source, load};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    #[arg(short = 'c', long = "config")]
+    /// Configuration: a TOML file, or a compiled artifact from `egressd compile`.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
     config: PathBuf,
-    /// HOST:PORT, IP:PORT or [IPv6]:PORT. A host name is resolved (system resolver).
-    #[arg(long)]
+    /// Destination: HOST:PORT, IP:PORT or [IPv6]:PORT. A host name is resolved (system
+    /// resolver) and the first address is explained.
+    #[arg(long, value_name = "HOST:PORT")]
     dst: String,
-    /// Authenticated user name; anonymous when absent.
-    #[arg(long)]
+    /// Authenticated user name (identity.email, identity.name); anonymous when absent.
+    #[arg(long, value_name = "NAME")]
     user: Option<String>,
-    /// Client address, IP or IP:PORT.
-    #[arg(long)]
+    /// Client address, IP or IP:PORT (net.src.ip, and the [[device]] it matches).
+    #[arg(long, value_name = "IP[:PORT]")]
     src: Option<String>,
     /// Listener name (proxy.endpoint); the first listener when absent.
-    #[arg(long)]
+    #[arg(long, value_name = "NAME")]
     listener: Option<String>,
-    #[arg(long, default_value = "tcp")]
+    /// Transport protocol of the connection (net.protocol).
+    #[arg(long, default_value = "tcp", value_parser = protocols())]
     protocol: String,
-    /// Device posture checks that passed, comma-separated.
-    #[arg(long, value_delimiter = ',')]
+    /// Device posture checks that passed, comma-separated; when absent, the [[device]]
+    /// matched by --src supplies them.
+    #[arg(long, value_delimiter = ',', value_name = "CHECK,...")]
     posture: Vec<String>,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+}
+
+/// `--protocol`'s possible values, from the policy's own list.
+fn protocols() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(Protocol::ALL.iter().map(|p| p.as_str()))
 }
 
 pub fn run(args: &Args) -> ExitCode {

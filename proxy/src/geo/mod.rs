@@ -613,14 +613,16 @@ mod tests {
     }
 
     /// The database `scripts/install-geoip.sh` installs. Only a lookup in a local file: no
-    /// traffic is sent anywhere.
+    /// traffic is sent anywhere. Not installed by CI, so reported as skipped unless asked for
+    /// (a test that returned early when the file is missing would pass without having run).
     #[test]
+    #[ignore = "needs scripts/install-geoip.sh; run with --run-ignored all"]
     fn installed_dbip_database() {
         let path = Path::new(INSTALLED);
-        if !path.exists() {
-            eprintln!("skipped: {INSTALLED} is not installed (run scripts/install-geoip.sh)");
-            return;
-        }
+        assert!(
+            path.exists(),
+            "{INSTALLED} is not installed: run scripts/install-geoip.sh"
+        );
         let started = std::time::Instant::now();
         let db = GeoDb::open(path).expect("open the installed DB-IP database");
         eprintln!("{} (loaded in {:?})", db.describe(), started.elapsed());

@@ -407,6 +407,17 @@ pub fn hash(password: &str) -> String {
         .to_string()
 }
 
+/// Fails the calling test with a clear message unless it runs as root (`what` says what needs
+/// it). CI runs as root; elsewhere such a test fails rather than pass without having run.
+pub fn require_root(what: &str) {
+    let test = thread::current().name().unwrap_or("this test").to_string();
+    assert!(
+        rustix::process::getuid().is_root(),
+        "{test} needs root for {what}: run the tests as root (CI does), or leave it out with \
+         cargo nextest run -E 'not test({test})'"
+    );
+}
+
 /// Runs the egressd binary with `args` in the workspace root (where `configs/` is) and waits
 /// for it; returns (exit code, stdout, stderr).
 pub fn egressd(args: &[&str]) -> (i32, String, String) {
