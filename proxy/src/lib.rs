@@ -15,6 +15,7 @@ mod geo;
 mod listen;
 mod metrics;
 mod outcome;
+mod preflight;
 mod readiness;
 mod relay;
 pub mod run;
