@@ -110,6 +110,10 @@ pub fn run(config: Option<PathBuf>) -> ExitCode {
             return ExitCode::from(EX_CONFIG);
         }
     };
+    if !preflight::startup(&policy) {
+        tracing::error!("a file the configuration names cannot be used; not starting");
+        return ExitCode::from(EX_CONFIG);
+    }
     let startup_listeners = policy.listeners.clone();
     let reserved = match reserve(&startup_listeners) {
         Ok(r) => r,
