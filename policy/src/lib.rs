@@ -16,6 +16,7 @@ pub mod facts;
 pub mod geo;
 pub mod meta;
 pub mod model;
+pub mod named;
 pub mod synth;
 pub mod validate;
 
@@ -37,6 +38,9 @@ pub struct Checked {
     pub policy: Option<Policy>,
     /// Every file read (the root first), for reloads.
     pub files: Vec<std::path::PathBuf>,
+    /// The files and local addresses the configuration names, with their locations, for the
+    /// checks only the proxy can make (present even when there are errors).
+    pub named: named::Named,
 }
 
 impl Checked {
@@ -52,11 +56,13 @@ pub fn check_file(root: &Path, fs: &dyn FileSource) -> Result<Checked, String> {
     let mut diags = Diagnostics::default();
     let loaded = config::load(root, fs, &mut diags)?;
     let policy = validate::validate(&loaded, &mut diags);
+    let named = named::Named::from_spec(&loaded.spec, &loaded.base_dir);
     Ok(Checked {
         sources: loaded.sources,
         diags,
         policy,
         files: loaded.files,
+        named,
     })
 }
 
@@ -68,5 +74,6 @@ pub fn check_str(name: &str, text: &str) -> Checked {
         diags: Diagnostics::default(),
         policy: None,
         files: vec![e.into()],
+        named: named::Named::default(),
     })
 }

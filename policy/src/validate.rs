@@ -206,7 +206,13 @@ impl Validator<'_> {
         if let Some(x) = &p.shards {
             s.shards = x.value;
         }
-        s.admin = val(&p.admin);
+        // Parsed so that the file's line and column can be named, refused until it works.
+        if let Some(admin) = &p.admin {
+            self.diags.error(
+                admin.loc,
+                "`admin` is not supported yet (the admin endpoint is planned); remove it",
+            );
+        }
         for (slot, given) in [
             (&mut s.drain_timeout, &p.drain_timeout),
             (&mut s.handshake_timeout, &p.handshake_timeout),

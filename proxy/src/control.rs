@@ -205,6 +205,7 @@ impl Control {
             );
         }
         let id = current.id + 1;
+        crate::preflight::warn_unassigned(&policy, id);
         let next = Generation::load(id, policy).map_err(|e| {
             tracing::error!(generation = current.id, source = %source.describe(), error = %e, "reload rejected; the current generation keeps serving");
             ReloadError::Generation(e)

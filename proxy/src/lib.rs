@@ -17,6 +17,7 @@ mod geo;
 mod listen;
 mod metrics;
 mod outcome;
+mod preflight;
 mod readiness;
 mod relay;
 pub mod run;

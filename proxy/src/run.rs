@@ -19,6 +19,7 @@ use crate::accesslog::LogWriter;
 use crate::control::{self, BuiltinSource, Control, FileSource, PolicySource};
 use crate::dns::ResolverConfig;
 use crate::metrics;
+use crate::preflight;
 use crate::shard::{self, ShardConfig};
 use crate::state::{Generation, Shared};
 use crate::summary::{LogFormat, Summary};
@@ -29,8 +30,6 @@ const EX_CONFIG: u8 = 78;
 const EX_OSERR: u8 = 71;
 /// io_uring memory glommio registers per shard; the proxy does no file DMA, so keep it small.
 const IO_MEMORY: usize = 64 * 1024;
-/// RLIMIT_MEMLOCK glommio needs for its rings.
-const MIN_MEMLOCK: u64 = 512 * 1024;
 
 pub use crate::control::DEFAULT_CONFIG;
 
@@ -52,11 +51,6 @@ fn init_logging(format: LogFormat) {
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .try_init(),
     };
-}
-
-/// The soft RLIMIT_MEMLOCK in bytes (None = unlimited).
-fn memlock_limit() -> Option<u64> {
-    rustix::process::getrlimit(rustix::process::Resource::Memlock).current
 }
 
 /// CPUs this process may run on: the calling thread's affinity mask (called from the main
@@ -125,13 +119,8 @@ pub fn run(config: Option<PathBuf>) -> ExitCode {
         let thread = std::thread::current();
         tracing::error!(thread = thread.name().unwrap_or("?"), panic = %info, "panic");
     }));
-    if let Some(limit) = memlock_limit()
-        && limit < MIN_MEMLOCK
-    {
-        tracing::error!(
-            current_kib = limit / 1024,
-            "RLIMIT_MEMLOCK is below the 512 KiB io_uring needs: raise it (`ulimit -l 1024`, systemd LimitMEMLOCK=1M, docker --ulimit memlock=1048576:1048576) or run as root"
-        );
+    if let Err(e) = preflight::host() {
+        tracing::error!("{e}");
         return ExitCode::from(EX_OSERR);
     }
     let source: Arc<dyn PolicySource> = match config {
@@ -145,6 +134,10 @@ pub fn run(config: Option<PathBuf>) -> ExitCode {
             return ExitCode::from(EX_CONFIG);
         }
     };
+    if !preflight::startup(&policy) {
+        tracing::error!("a file the configuration names cannot be used; not starting");
+        return ExitCode::from(EX_CONFIG);
+    }
     let startup_listeners = policy.listeners.clone();
     let reserved = match reserve(&startup_listeners) {
         Ok(r) => r,
@@ -339,16 +332,5 @@ mod tests {
         .join()
         .unwrap();
         assert_eq!(narrowed, [last]);
-    }
-
-    #[test]
-    fn memlock_limit_is_the_soft_limit_the_kernel_reports() {
-        let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
-        let line = limits
-            .lines()
-            .find(|l| l.starts_with("Max locked memory"))
-            .unwrap();
-        let soft = line.split_whitespace().nth(3).unwrap();
-        assert_eq!(memlock_limit(), soft.parse().ok(), "{line}");
     }
 }

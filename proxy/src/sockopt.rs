@@ -1,6 +1,7 @@
 //! The one room for `unsafe`: socket options socket2 has no setter for, handing the epoll
 //! descriptor to glommio to wait on (its only way in is `FromRawFd`), a non-blocking `recv`
-//! into an initialised buffer (socket2's takes `MaybeUninit`), epoll, pipes and splice(2). Each call passes a valid descriptor
+//! into an initialised buffer (socket2's takes `MaybeUninit`), epoll, pipes and splice(2), and
+//! the io_uring probe made before shards start. Each call passes a valid descriptor
 //! borrowed from, or owned by, a live object and a correctly sized value or buffer.
 #![allow(unsafe_code)]
 
@@ -255,6 +256,29 @@ pub fn set_bind_address_no_port(socket: &impl AsRawFd, on: bool) -> io::Result<(
     }
 }
 
+/// Sets up a two-entry io_uring and closes it again: whether this process may create rings
+/// at all (a seccomp profile or `kernel.io_uring_disabled` can forbid it), asked before any
+/// shard starts, because glommio panics with a misleading message when it cannot.
+pub fn io_uring_probe() -> io::Result<()> {
+    // struct io_uring_params is 120 bytes on every architecture; all zero means no flags.
+    let mut params = [0u32; 30];
+    // SAFETY: `params` is a writable, zeroed io_uring_params: without setup flags the kernel
+    // reads no descriptor or address from it, and only writes the ring offsets back into it.
+    let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 2u32, params.as_mut_ptr()) };
+    let Ok(fd) = RawFd::try_from(fd) else {
+        return Err(io::Error::other(
+            "io_uring_setup returned an impossible descriptor",
+        ));
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just created by io_uring_setup and is owned by nothing else; dropping
+    // it closes the ring.
+    drop(unsafe { OwnedFd::from_raw_fd(fd) });
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,5 +317,11 @@ mod tests {
             )
         };
         assert_eq!((rc, value), (0, 1));
+    }
+
+    #[test]
+    fn io_uring_can_be_set_up_here() {
+        // The tests run glommio executors, so this host allows io_uring.
+        io_uring_probe().unwrap();
     }
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use egressd_policy::Policy;
 use egressd_policy::model::{ClientAuth, ListenerProtocol, Tls};
+use egressd_policy::named::FileRole;
 use rustls::RootCertStore;
 use rustls::server::{ServerConfig, WebPkiClientVerifier};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -77,6 +78,24 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
         .ok_or_else(|| TlsError::file(path, "no PEM private key in the file"))
 }
 
+/// Reads one file a `tls` table names as a server configuration would (certificates, a
+/// private key, CA certificates a client verifier accepts), so that each file's problem is
+/// found on its own: `server_config` stops at the first. Blocking: control thread only.
+pub fn check_file(role: FileRole, path: &Path) -> Result<(), TlsError> {
+    match role {
+        FileRole::TlsCert => read_certs(path).map(drop),
+        FileRole::TlsKey => read_key(path).map(drop),
+        FileRole::TlsClientCa => {
+            let mut roots = RootCertStore::empty();
+            for cert in read_certs(path)? {
+                roots.add(cert).map_err(|e| TlsError::file(path, e))?;
+            }
+            Ok(())
+        }
+        FileRole::Geoip => Ok(()),
+    }
+}
+
 /// Builds one listener's server configuration (blocking file reads: control thread only).
 pub fn server_config(tls: &Tls) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -106,7 +125,13 @@ pub fn server_config(tls: &Tls) -> Result<Arc<ServerConfig>, TlsError> {
         })?
         .with_client_cert_verifier(verifier)
         .with_single_cert(read_certs(&tls.cert)?, read_key(&tls.key)?)
-        .map_err(|e| TlsError::file(&tls.key, e))?;
+        .map_err(|e| match e {
+            rustls::Error::InconsistentKeys(_) => TlsError::file(
+                &tls.key,
+                format!("not the key of the certificate {}", tls.cert.display()),
+            ),
+            e => TlsError::file(&tls.key, e),
+        })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

@@ -56,19 +56,43 @@ fn warning_configs_pass_with_exactly_their_warnings() {
     check_against_expected("configs/warnings", 0);
 }
 
+/// The geolocation database the examples name, installed by scripts/install-geoip.sh.
+const GEO_DB: &str = "/usr/share/GeoIP/dbip-country.mmdb";
+
+/// `check`'s lines about this host rather than about the example: the examples' pools use
+/// documentation addresses that no host has, and without the geolocation database installed
+/// `run` would refuse an example that names it, which `check` says.
+fn about_this_host(line: &str) -> bool {
+    line.contains("is not an address of this host")
+        || (line.contains(&format!("geoip database {GEO_DB} does not exist"))
+            && !Path::new(GEO_DB).exists())
+}
+
+/// Checks an example (or its artifact): clean apart from lines about this host, and its own
+/// tests pass. Exit 1 only when the database it names is not installed here.
+fn check_example(f: &str) {
+    let (code, stdout, stderr) = egressd(&["check", "-c", f]);
+    let missing_db = stdout
+        .lines()
+        .any(|l| l.contains("geoip database") && about_this_host(l));
+    assert_eq!(code, i32::from(missing_db), "{f}: {stdout}{stderr}");
+    let config_lines: Vec<&str> = stdout.lines().filter(|l| !about_this_host(l)).collect();
+    assert!(
+        !config_lines
+            .iter()
+            .any(|l| l.contains("error:") || l.contains("warning:")),
+        "{f}: {stdout}"
+    );
+    assert!(stdout.contains(", 0 failed"), "{f}: {stdout}");
+}
+
 #[test]
 fn examples_check_clean_and_round_trip_through_artifacts() {
     let files = fixtures("configs/examples");
     assert!(files.len() >= 4, "{files:?}");
     let dir = tempfile::tempdir().expect("tempdir");
     for f in &files {
-        let (code, stdout, stderr) = egressd(&["check", "-c", f]);
-        assert_eq!(code, 0, "{f}: {stdout}{stderr}");
-        assert!(
-            !stdout.contains("error:") && !stdout.contains("warning:"),
-            "{f}: {stdout}"
-        );
-        assert!(stdout.contains(", 0 failed"), "{f}: {stdout}");
+        check_example(f);
 
         let out = dir.path().join(
             Path::new(f)
@@ -80,9 +104,7 @@ fn examples_check_clean_and_round_trip_through_artifacts() {
         let (code, stdout, stderr) = egressd(&["compile", "-c", f, "-o", out_s]);
         assert_eq!(code, 0, "{f}: {stdout}{stderr}");
         // The artifact runs the same policy tests.
-        let (code, stdout, stderr) = egressd(&["check", "-c", out_s]);
-        assert_eq!(code, 0, "{f}: {stdout}{stderr}");
-        assert!(stdout.contains(", 0 failed"), "{stdout}");
+        check_example(out_s);
     }
 }
 

@@ -1,33 +1,73 @@
 //! `egressd check`: every diagnostic as `file:line:col: severity: message`, then the
 //! policy's `[[test]]` cases. Exit 1 on any error or failed test.
+//!
+//! A complete preflight: besides the configuration's own diagnostics, every problem `run`
+//! would refuse to start on is reported, among them at the key that names it: each TLS
+//! certificate, key and client CA that cannot be used, the geolocation database; and pool
+//! addresses this host does not have are warned about (`preflight`). Whether this host lets
+//! glommio run at all (locked memory, io_uring) is noted on standard error.
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use egressd_policy::CompiledPolicy;
 use egressd_policy::explain::run_tests;
+use egressd_policy::named::Named;
+use egressd_policy::{CompiledPolicy, Diagnostic, Diagnostics, Severity};
 
 use super::{EXIT_DIAGNOSTICS, fail};
 use crate::files::{Source, load};
+use crate::geo::GeoDb;
+use crate::preflight;
 
 pub fn run(path: &Path) -> ExitCode {
     let source = match load(path) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    let (policy, sources, errors, warnings) = match source {
-        Source::Config(c) => {
-            print!("{}", c.render());
-            let errors = c.diags.error_count();
-            let warnings = c.diags.items.len() - errors;
-            (c.policy, Some(c.sources), errors, warnings)
+    let (policy, sources, diags, named) = match source {
+        Source::Config(c) => (c.policy, Some(c.sources), c.diags, c.named),
+        Source::Artifact(p) => {
+            let named = Named::from_policy(&p);
+            (Some(p), None, Diagnostics::default(), named)
         }
-        Source::Artifact(p) => (Some(p), None, 0, 0),
     };
+    // What the configuration names (files, pool addresses), checked on this host and
+    // reported among the configuration's own diagnostics, in file order.
+    let (findings, geo) = preflight::configuration(&named, policy.as_ref());
+    let mut diags = diags;
+    let mut unlocated = Vec::new();
+    for f in findings {
+        match f.loc {
+            Some(loc) if sources.is_some() => diags.items.push(Diagnostic {
+                severity: f.severity,
+                loc,
+                message: f.message,
+            }),
+            _ => unlocated.push(f),
+        }
+    }
+    diags.sort();
+    if let Some(sources) = &sources {
+        print!("{}", sources.render_all(&diags));
+    }
+    for f in &unlocated {
+        println!("{}: {}: {}", path.display(), f.severity, f.message);
+    }
+    let errors = diags.error_count()
+        + unlocated
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .count();
+    let warnings = diags.items.len() + unlocated.len() - errors;
+    if let Err(e) = preflight::host() {
+        eprintln!("egressd: note: `egressd run` would not start on this host: {e}");
+    }
     let mut failed = 0;
     let mut passed = 0;
     if let Some(policy) = policy {
-        let geo_warnings = pool_locations(&policy);
+        let geo_warnings = geo
+            .as_ref()
+            .map_or_else(Vec::new, |db| pool_locations(&policy, db));
         for w in &geo_warnings {
             println!("{}: warning: {w}", path.display());
         }
@@ -80,19 +120,8 @@ fn count(n: usize, what: &str) -> String {
 }
 
 /// Pools whose addresses the geolocation database places in another country than the pool's
-/// `location` says (a sign the addresses or the location are wrong). Needs the database: when
-/// it cannot be read, says so on stderr and checks nothing (`run` refuses to start then).
-fn pool_locations(policy: &egressd_policy::Policy) -> Vec<String> {
-    let Some(path) = &policy.geoip else {
-        return Vec::new();
-    };
-    let db = match crate::geo::GeoDb::open(path) {
-        Ok(db) => db,
-        Err(e) => {
-            eprintln!("note: pool locations not checked: {e}");
-            return Vec::new();
-        }
-    };
+/// `location` says (a sign the addresses or the location are wrong).
+fn pool_locations(policy: &egressd_policy::Policy, db: &GeoDb) -> Vec<String> {
     let mut out = Vec::new();
     for pool in &policy.pools {
         let Some(want) = pool.location.as_ref().and_then(|l| l.country.as_deref()) else {
