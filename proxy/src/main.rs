@@ -58,6 +58,16 @@ enum Command {
         /// [default: the built-in configuration `egressd default-config` prints].
         #[arg(short = 'c', long = "config", value_name = "FILE")]
         config: Option<PathBuf>,
+        /// How to write operational logs and the start-up summary on standard error: text
+        /// for a person, json for machines [default: text on a terminal, else json; or
+        /// EGRESSD_LOG_FORMAT].
+        #[arg(
+            long = "log-format",
+            value_enum,
+            value_name = "text|json",
+            hide_possible_values = true
+        )]
+        log_format: Option<run::LogFormat>,
     },
     /// Compile a configuration and print every diagnostic; run its [[test]] cases.
     #[command(
@@ -102,8 +112,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         // `egressd` and `egressd run` without -c are the same call: run::run(None).
-        None => run::run(None),
-        Some(Command::Run { config }) => run::run(config),
+        None => run::run(None, None),
+        Some(Command::Run { config, log_format }) => run::run(config, log_format),
         Some(Command::Check(c)) => commands::check::run(&c.config),
         Some(Command::Explain(args)) => commands::explain::run(&args),
         Some(Command::Compile { config, output }) => {

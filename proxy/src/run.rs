@@ -22,7 +22,8 @@ use crate::metrics;
 use crate::preflight;
 use crate::shard::{self, ShardConfig};
 use crate::state::{Generation, Shared};
-use crate::summary::{LogFormat, Summary};
+pub use crate::summary::LogFormat;
+use crate::summary::Summary;
 
 /// Exit status for an invalid configuration at start-up (sysexits EX_CONFIG).
 const EX_CONFIG: u8 = 78;
@@ -110,8 +111,10 @@ fn reserve(listeners: &[Listener]) -> Result<Vec<(Socket, SocketAddr)>, shard::S
         .collect()
 }
 
-pub fn run(config: Option<PathBuf>) -> ExitCode {
-    let format = LogFormat::from_env();
+/// Runs the proxy with the configuration at `config` (the built-in default when `None`),
+/// logging in `format` (`None`: `LogFormat::from_env`).
+pub fn run(config: Option<PathBuf>, format: Option<LogFormat>) -> ExitCode {
+    let format = format.unwrap_or_else(LogFormat::from_env);
     init_logging(format);
     // Panics become one JSON log line like everything else (a connection task's panic is
     // then caught, counted and logged again by its shard).

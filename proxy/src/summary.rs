@@ -8,7 +8,7 @@ use egressd_policy::Policy;
 use egressd_policy::model::{Action, Auth, DefaultAction, ListenerProtocol};
 
 /// How operational logs (standard error) are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     /// One JSON object per line (for journald, log shippers, tests).
     Json,

@@ -187,7 +187,7 @@ fn a_second_instance_on_a_served_address_refuses_to_start() {
     }
 }
 
-/// Started by a person at a terminal (here: asked for text), egressd says what it serves in
+/// Started by a person at a terminal (here: asked for text with --log-format), egressd says what it serves in
 /// plain lines; for machines, the same in one JSON `ready` line.
 #[test]
 fn the_start_up_summary_says_what_is_served_and_refused() {
@@ -203,9 +203,8 @@ fn the_start_up_summary_says_what_is_served_and_refused() {
     )
     .unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_egressd"))
-        .args(["run", "-c"])
+        .args(["run", "--log-format", "text", "-c"])
         .arg(&path)
-        .env("EGRESSD_LOG_FORMAT", "text")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
