@@ -1,11 +1,14 @@
-//! decide() over 10 to 100,000 rules, compiled table against the linear reference, and the
-//! cost of compiling 100,000 rules from text. Run: `cargo bench -p egressd-benches`.
+//! decide() over 10 to 100,000 rules, compiled table against the linear reference, the same
+//! for a decision before the destination address is known, and the cost of compiling 100,000
+//! rules from text. Run: `cargo bench -p egressd-benches`.
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use egressd_policy::{CompiledPolicy, check_str, decide_reference, synth};
+use egressd_policy::{
+    CompiledPolicy, check_str, decide_reference, decide_reference_without_address, synth,
+};
 
 const SIZES: &[usize] = &[10, 100, 1_000, 10_000, 100_000];
 
@@ -37,6 +40,34 @@ fn decide(c: &mut Criterion) {
     g.finish();
 }
 
+fn decide_before_resolving(c: &mut Criterion) {
+    let mut g = c.benchmark_group("decide_without_address");
+    g.measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1));
+    for &n in SIZES {
+        let policy = egressd_benches::policy(n);
+        let table = CompiledPolicy::new(policy.clone());
+        let conns = synth::connections(1024, n, 42);
+        let metas: Vec<_> = conns.iter().map(|c| c.meta()).collect();
+        let mut i = 0usize;
+        g.bench_with_input(BenchmarkId::new("compiled", n), &n, |b, _| {
+            b.iter(|| {
+                i = i.wrapping_add(1);
+                table.decide_without_address(black_box(&metas[i & 1023]))
+            })
+        });
+        if n <= 10_000 {
+            g.bench_with_input(BenchmarkId::new("reference", n), &n, |b, _| {
+                b.iter(|| {
+                    i = i.wrapping_add(1);
+                    decide_reference_without_address(&policy, black_box(&metas[i & 1023]))
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
 fn compile(c: &mut Criterion) {
     let mut g = c.benchmark_group("compile");
     g.sample_size(10).measurement_time(Duration::from_secs(20));
@@ -54,5 +85,5 @@ fn compile(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, decide, compile);
+criterion_group!(benches, decide, decide_before_resolving, compile);
 criterion_main!(benches);

@@ -22,7 +22,7 @@ pub mod validate;
 
 use std::path::Path;
 
-pub use compile::{CompiledPolicy, Decision, decide_reference};
+pub use compile::{CompiledPolicy, Decision, decide_reference, decide_reference_without_address};
 pub use config::{FileSource, MemFiles};
 pub use diag::{Diagnostic, Diagnostics, Severity, SourceMap};
 pub use facts::{Directory, Facts, Query};

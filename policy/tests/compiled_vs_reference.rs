@@ -1,11 +1,15 @@
 //! The compiled table must decide exactly like the naive reference evaluator, on random
-//! policies (every field kind, operator, list kind, nesting) and random connections.
+//! policies (every field kind, operator, list kind, nesting) and random connections; and a
+//! decision made before the destination address is known must be the decision for every
+//! address the name could resolve to.
 
 #![allow(clippy::unwrap_used)]
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use egressd_policy::compile::{CompiledPolicy, decide_reference};
+use egressd_policy::compile::{
+    CompiledPolicy, Decision, decide_reference, decide_reference_without_address,
+};
 use egressd_policy::diag::{FileId, Loc};
 use egressd_policy::expr::ast::*;
 use egressd_policy::meta::ConnMeta;
@@ -361,6 +365,158 @@ proptest! {
             prop_assert_eq!(table.decide(&m), decide_reference(&p, &m), "conn {:?}", c);
         }
     }
+}
+
+/// Destination addresses to try a policy with: random ones of both families (and IPv4-mapped
+/// IPv6), the test's fixed ones, and for every prefix the policy names, its first and last
+/// address, one inside and the neighbours just outside, so the address rules get hit.
+fn destinations(p: &Policy, random: &[(u32, u128)]) -> Vec<IpAddr> {
+    let mut nets: Vec<IpNet> = Vec::new();
+    for l in &p.lists {
+        if let ListItems::Ip(ns) = &l.items {
+            nets.extend(ns);
+        }
+    }
+    for r in &p.rules {
+        for t in r.when.tests() {
+            match &t.kind {
+                TestKind::Ip(_, IpPred::Eq(n) | IpPred::Ne(n)) => nets.push(*n),
+                TestKind::Ip(_, IpPred::In(ns)) => nets.extend(ns),
+                _ => {}
+            }
+        }
+    }
+    let mut out: Vec<IpAddr> = IPS.iter().map(|s| s.parse().unwrap()).collect();
+    for &(a, b) in random {
+        out.push(IpAddr::V4(Ipv4Addr::from(a)));
+        out.push(IpAddr::V6(Ipv6Addr::from(b)));
+        out.push(IpAddr::V6(Ipv4Addr::from(a).to_ipv6_mapped()));
+    }
+    for (n, &(a, b)) in nets.iter().zip(random.iter().cycle()) {
+        match n {
+            IpNet::V4(n) => {
+                let (lo, hi) = (u32::from(n.network()), u32::from(n.broadcast()));
+                let inside = lo + a % (hi - lo).saturating_add(1).max(1);
+                for x in [
+                    Some(lo),
+                    Some(hi),
+                    Some(inside),
+                    lo.checked_sub(1),
+                    hi.checked_add(1),
+                ] {
+                    out.extend(x.map(|x| IpAddr::V4(Ipv4Addr::from(x))));
+                }
+            }
+            IpNet::V6(n) => {
+                let (lo, hi) = (u128::from(n.network()), u128::from(n.broadcast()));
+                let inside = lo + b % (hi - lo).saturating_add(1).max(1);
+                for x in [
+                    Some(lo),
+                    Some(hi),
+                    Some(inside),
+                    lo.checked_sub(1),
+                    hi.checked_add(1),
+                ] {
+                    out.extend(x.map(|x| IpAddr::V6(Ipv6Addr::from(x))));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether an enabled rule reads the destination address or its geolocation.
+fn reads_destination(p: &Policy) -> bool {
+    p.rules.iter().filter(|r| r.enabled).any(|r| {
+        r.when
+            .tests()
+            .iter()
+            .any(|t| t.kind.field().reads_destination_address())
+    })
+}
+
+/// Checks `free` (a decision made without the address) against the decision for every
+/// destination in `dsts` under every geolocation answer; `Err` names the first that differs.
+fn holds_for_every_address(
+    table: &CompiledPolicy,
+    p: &Policy,
+    m: &ConnMeta<'_>,
+    free: Decision,
+    dsts: &[IpAddr],
+) -> Result<(), String> {
+    for &ip in dsts {
+        for country in COUNTRIES {
+            for continent in CONTINENTS {
+                let at = ConnMeta {
+                    dst_ip: Some(ip),
+                    dst_country: country,
+                    dst_continent: continent,
+                    ..*m
+                };
+                let (d, r) = (table.decide(&at), decide_reference(p, &at));
+                if d != free || r != free {
+                    return Err(format!(
+                        "decided {free:?} before resolving, but {d:?} (reference {r:?}) for {ip} in {country:?}/{continent:?}"
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn decisions_before_resolving_hold_for_every_address(
+        p in policy(),
+        conns in prop::collection::vec(conn(), 1..6),
+        random in prop::collection::vec((any::<u32>(), any::<u128>()), 4),
+    ) {
+        let table = CompiledPolicy::new(p.clone());
+        let dsts = destinations(&p, &random);
+        for c in &conns {
+            // The connection's own address and countries are ignored: given or not, the
+            // answer must hold for every address.
+            let m = c.meta();
+            let free = table.decide_without_address(&m);
+            prop_assert_eq!(free, decide_reference_without_address(&p, &m), "conn {:?}", c);
+            match free {
+                Some(d) => {
+                    let r = holds_for_every_address(&table, &p, &m, d, &dsts);
+                    prop_assert!(r.is_ok(), "{} (conn {:?})", r.unwrap_err(), c);
+                }
+                // Only a rule that reads the address can leave the answer open.
+                None => prop_assert!(reads_destination(&p), "undecided without address rules"),
+            }
+        }
+    }
+}
+
+/// The property above is not vacuous: on the random policies, a good share of connections is
+/// decided before resolving, and a good share is not.
+#[test]
+fn random_connections_are_often_decided_before_resolving() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let (mut decided, mut open) = (0, 0);
+    for _ in 0..200 {
+        let p = policy().new_tree(&mut runner).unwrap().current();
+        let table = CompiledPolicy::new(p);
+        for _ in 0..5 {
+            let c = conn().new_tree(&mut runner).unwrap().current();
+            match table.decide_without_address(&c.meta()) {
+                Some(_) => decided += 1,
+                None => open += 1,
+            }
+        }
+    }
+    assert!(
+        decided * 4 > decided + open && open * 4 > decided + open,
+        "{decided} decided before resolving, {open} not"
+    );
 }
 
 /// The generators do reach the index: a good share of random rules get a guard, so a bug in any index

@@ -1,9 +1,12 @@
 //! The large generated example stays in sync with its generator, and on realistic generated
-//! policies the compiled table agrees with the reference evaluator connection by connection.
+//! policies the compiled table agrees with the reference evaluator connection by connection,
+//! also when deciding before the destination address is known.
 
 #![allow(clippy::unwrap_used)]
 
-use egressd_policy::{CompiledPolicy, check_str, decide_reference, synth};
+use egressd_policy::{
+    CompiledPolicy, check_str, decide_reference, decide_reference_without_address, synth,
+};
 
 #[test]
 fn large_example_is_the_generator_output() {
@@ -30,7 +33,7 @@ fn compiled_matches_reference_on_a_generated_policy() {
         1,
         "only the catch-all should be unindexed"
     );
-    let mut matched_rules = 0;
+    let (mut matched_rules, mut decided_early) = (0, 0);
     for c in synth::connections(20_000, 5_000, 7) {
         let m = c.meta();
         let d = table.decide(&m);
@@ -38,7 +41,18 @@ fn compiled_matches_reference_on_a_generated_policy() {
         if d.rule.is_some_and(|r| r.0 + 1 < policy.rules.len() as u32) {
             matched_rules += 1;
         }
+        let early = table.decide_without_address(&m);
+        assert_eq!(
+            early,
+            decide_reference_without_address(&policy, &m),
+            "{c:?}"
+        );
+        if let Some(early) = early {
+            assert_eq!(early, d, "decided before resolving, then otherwise: {c:?}");
+            decided_early += 1;
+        }
     }
     // The connections exercise real rules, not only the catch-all.
     assert!(matched_rules > 2_000, "{matched_rules}");
+    assert!(decided_early > 0, "{decided_early}");
 }

@@ -74,7 +74,20 @@ pub type Reported = Rc<std::cell::RefCell<Vec<crate::accesslog::ConnRecord>>>;
 /// A session context over `r` serving this configuration, with `hosts` as the resolver's
 /// hosts file (and no DNS server), and the records it reports.
 pub fn ctx(r: &Rc<Readiness>, toml: &str, hosts: &str) -> (crate::session::Ctx, Reported) {
+    ctx_with_nameserver(r, toml, hosts, "127.0.0.1:53".parse().unwrap())
+}
+
+/// As [`ctx`], asking the DNS server at `nameserver` what `hosts` does not know.
+pub fn ctx_with_nameserver(
+    r: &Rc<Readiness>,
+    toml: &str,
+    hosts: &str,
+    nameserver: std::net::SocketAddr,
+) -> (crate::session::Ctx, Reported) {
     let generation = generation(toml);
+    let mut resolver =
+        crate::dns::ResolverConfig::from_texts(hosts, "options attempts:1 timeout:1\n");
+    resolver.nameservers = vec![nameserver];
     let shared: crate::state::Shared =
         std::sync::Arc::new(arc_swap::ArcSwap::new(std::sync::Arc::clone(&generation)));
     let reported: Reported = Rc::default();
@@ -82,12 +95,7 @@ pub fn ctx(r: &Rc<Readiness>, toml: &str, hosts: &str) -> (crate::session::Ctx, 
     let ctx = crate::session::Ctx {
         current: crate::state::Current::new(&shared),
         dialer: Rc::new(crate::egress::dial::Dialer::new(4, r.clone())),
-        resolver: crate::dns::Resolver::new(std::sync::Arc::new(
-            crate::dns::ResolverConfig::from_texts(
-                hosts,
-                "nameserver 127.0.0.1\noptions attempts:1 timeout:1\n",
-            ),
-        )),
+        resolver: crate::dns::Resolver::new(std::sync::Arc::new(resolver)),
         auth: crate::auth::Authenticator::new([7; 32]),
         bufs: crate::relay::BufPool::default(),
         report: Box::new(move |rec| {

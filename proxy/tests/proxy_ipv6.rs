@@ -8,55 +8,13 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::Ipv6Addr;
-use std::process::{Child, Command, Stdio};
 
+use support::netns::{Netns, Program};
 use support::{Config, Proxy, require_root};
 
-struct Netns(String);
-
-impl Netns {
-    fn create() -> Netns {
-        let name = format!("egressd-t{}", std::process::id());
-        let ip = |args: &[&str]| {
-            let out = Command::new("ip").args(args).output().expect("iproute2");
-            assert!(
-                out.status.success(),
-                "ip {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        ip(&["netns", "add", &name]);
-        let ns = Netns(name.clone());
-        ip(&["-n", &name, "link", "set", "lo", "up"]);
-        ip(&[
-            "-n",
-            &name,
-            "-6",
-            "route",
-            "add",
-            "local",
-            "2001:db8:10::/64",
-            "dev",
-            "lo",
-        ]);
-        ns
-    }
-
-    fn exec(&self) -> Vec<String> {
-        vec!["ip".into(), "netns".into(), "exec".into(), self.0.clone()]
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
 /// An HTTP server on [::1]:0 inside the namespace answering with the peer address.
-fn upstream(ns: &Netns) -> (Child, u16) {
+fn upstream(ns: &Netns) -> (Program, u16) {
     let script = r#"
 import socket
 s = socket.socket(socket.AF_INET6)
@@ -70,37 +28,30 @@ while True:
     c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
     c.close()
 "#;
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &ns.0, "python3", "-c", script])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    (child, line.trim().parse().unwrap())
+    let (program, port) = Program::python(ns, script);
+    (program, port.parse().unwrap())
 }
 
 fn curl_in(ns: &Netns, args: &[&str]) -> String {
-    let out = Command::new("ip")
-        .args(["netns", "exec", &ns.0, "curl", "-sS", "--max-time", "20"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    let (code, body, err) = ns.curl(args);
+    assert_eq!(code, 0, "{err}");
+    body
 }
 
 #[test]
 fn ipv6_prefix_pool_in_a_namespace() {
     require_root("ip netns (a network namespace routing the test prefix)");
-    let ns = Netns::create();
-    let (mut server, port) = upstream(&ns);
+    let ns = Netns::create("t");
+    ns.ip(&[
+        "-6",
+        "route",
+        "add",
+        "local",
+        "2001:db8:10::/64",
+        "dev",
+        "lo",
+    ]);
+    let (_server, port) = upstream(&ns);
     let config = Config::new()
         .auth("optional")
         .user("alice", "a", &[])
@@ -130,5 +81,4 @@ fallback = "deny""#,
     assert_eq!(seen("alice:a"), alice, "sticky per user");
     let bob = seen("bob:b");
     assert!(net.contains(&bob) && bob != alice, "{bob} vs {alice}");
-    let _ = server.kill();
 }

@@ -106,7 +106,7 @@ action = "block"
 
     // Blocked by rule: SOCKS5 reply 0x02 ("connection not allowed by ruleset"), which curl
     // reports with the code in parentheses.
-    // The proxy resolves the name itself (from /etc/hosts) and decides per address.
+    // The rule reads only the port and the name, so the proxy refuses before resolving.
     let target = format!("http://localhost:{}/", up.addr.port());
     let (code, _, err) = curl(&["--socks5-hostname", &socks(&proxy), &target]);
     assert_ne!(code, 0);

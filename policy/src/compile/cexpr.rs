@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use super::sets::{IpSet, PortSet, StrSet};
 use crate::expr::ast::{
-    ArrayField, CmpOp, Expr, IntField, IntPred, IpField, IpPred, Pattern, Quantifier, StrField,
-    StrPred, TestKind,
+    ArrayField, CmpOp, Expr, Field, IntField, IntPred, IpField, IpPred, Pattern, Quantifier,
+    StrField, StrPred, TestKind,
 };
 use crate::meta::ConnMeta;
 use crate::model::{List, ListItems, ListKind};
@@ -156,17 +156,80 @@ impl CExpr {
     pub fn eval(&self, m: &ConnMeta<'_>) -> bool {
         match self {
             CExpr::True => true,
-            CExpr::Test(t) => match t {
-                CTest::Ip(f, set, negate) => m.ip(*f).is_some_and(|ip| set.contains(ip) != *negate),
-                CTest::Port(f, set) => set.contains(m.port(*f)),
-                CTest::Str(f, p) => p.test(m.str(*f)),
-                CTest::Array(Quantifier::Any, f, p) => m.any_of(*f, |s| p.test(s)),
-                CTest::Array(Quantifier::All, f, p) => !m.any_of(*f, |s| !p.test(s)),
-            },
+            CExpr::Test(t) => t.eval(m),
             CExpr::Not(e) => !e.eval(m),
             CExpr::And(es) => es.iter().all(|e| e.eval(m)),
             CExpr::Or(es) => es.iter().any(|e| e.eval(m)),
             CExpr::Xor(a, b) => a.eval(m) != b.eval(m),
         }
+    }
+
+    /// As [`eval`](Self::eval) with the destination address unknown (Kleene's three-valued
+    /// logic): `Some(b)` when the expression is `b` whatever the address and its geolocation,
+    /// `None` when that may depend on them. `m`'s destination address, country and continent
+    /// are ignored. Decides exactly as [`eval_without_address`](crate::expr::eval::eval_without_address).
+    pub fn eval_without_address(&self, m: &ConnMeta<'_>) -> Option<bool> {
+        match self {
+            CExpr::True => Some(true),
+            CExpr::Test(t) if t.reads_destination_address() => t.accepts_nothing().then_some(false),
+            CExpr::Test(t) => Some(t.eval(m)),
+            CExpr::Not(e) => e.eval_without_address(m).map(|b| !b),
+            CExpr::And(es) => {
+                let mut known = true;
+                for e in es {
+                    match e.eval_without_address(m) {
+                        Some(false) => return Some(false),
+                        Some(true) => {}
+                        None => known = false,
+                    }
+                }
+                known.then_some(true)
+            }
+            CExpr::Or(es) => {
+                let mut known = true;
+                for e in es {
+                    match e.eval_without_address(m) {
+                        Some(true) => return Some(true),
+                        Some(false) => {}
+                        None => known = false,
+                    }
+                }
+                known.then_some(false)
+            }
+            CExpr::Xor(a, b) => Some(a.eval_without_address(m)? != b.eval_without_address(m)?),
+        }
+    }
+}
+
+impl CTest {
+    #[inline]
+    fn eval(&self, m: &ConnMeta<'_>) -> bool {
+        match self {
+            CTest::Ip(f, set, negate) => m.ip(*f).is_some_and(|ip| set.contains(ip) != *negate),
+            CTest::Port(f, set) => set.contains(m.port(*f)),
+            CTest::Str(f, p) => p.test(m.str(*f)),
+            CTest::Array(Quantifier::Any, f, p) => m.any_of(*f, |s| p.test(s)),
+            CTest::Array(Quantifier::All, f, p) => !m.any_of(*f, |s| !p.test(s)),
+        }
+    }
+
+    /// Whether the test holds for no value at all (`in` an empty list): then it is false
+    /// whatever the address, as the index knows (such a test files its rule under no key).
+    fn accepts_nothing(&self) -> bool {
+        match self {
+            CTest::Ip(_, set, negate) => !negate && set.is_empty(),
+            CTest::Str(_, CStr::Set(set)) => set.is_empty(),
+            _ => false,
+        }
+    }
+
+    fn reads_destination_address(&self) -> bool {
+        let field = match self {
+            CTest::Ip(f, ..) => Field::Ip(*f),
+            CTest::Port(f, _) => Field::Int(*f),
+            CTest::Str(f, _) => Field::Str(*f),
+            CTest::Array(_, f, _) => Field::Array(*f),
+        };
+        field.reads_destination_address()
     }
 }

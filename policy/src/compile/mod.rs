@@ -18,7 +18,8 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use smallvec::SmallVec;
 
 use crate::expr::ast::{
-    ArrayField, CmpOp, Expr, IntField, IpField, IpPred, Quantifier, StrField, StrPred, TestKind,
+    ArrayField, CmpOp, Expr, Field, IntField, IpField, IpPred, Quantifier, StrField, StrPred,
+    TestKind,
 };
 use crate::facts::{Directory, FactIndex};
 use crate::meta::{ConnMeta, domains};
@@ -63,6 +64,19 @@ enum Key {
     /// Exact keys on two or three different fields, all required (from `a and b and c`),
     /// sorted by field.
     Tuple(Box<[Key]>),
+}
+
+impl Key {
+    /// Whether a connection's match on this key depends on its destination address (the
+    /// address itself, or its country or continent).
+    fn reads_destination_address(&self) -> bool {
+        match self {
+            Key::Ip(IpField::Dst, _) => true,
+            Key::Str(f, _) => Field::Str(*f).reads_destination_address(),
+            Key::Tuple(keys) => keys.iter().any(Key::reads_destination_address),
+            Key::Ip(IpField::Src, _) | Key::Port(..) | Key::Elem(..) | Key::Suffix(_) => false,
+        }
+    }
 }
 
 /// A field whose values are matched exactly through a hash map.
@@ -397,6 +411,9 @@ struct Index {
     /// candidate, which verification then rejects).
     tuples: Vec<(Box<[Exact]>, TupleIndex)>,
     always: Vec<u32>,
+    /// Rules with a key on the destination address, country or continent: candidates for
+    /// any connection whose address is not known yet.
+    by_destination: Vec<u32>,
 }
 
 impl Index {
@@ -516,7 +533,29 @@ impl Index {
                 .map(|v| v.capacity() * 4 + 40)
                 .sum::<usize>()
             + self.always.capacity() * 4
+            + self.by_destination.capacity() * 4
     }
+}
+
+/// The smallest rule id at the head of `lists`, removed from every list it heads; `None`
+/// when all are empty. Rule ids come out in rule order, each once.
+#[inline]
+fn next_candidate(lists: &mut [&[u32]]) -> Option<u32> {
+    let mut best = u32::MAX;
+    for l in lists.iter() {
+        if let Some(&h) = l.first() {
+            best = best.min(h);
+        }
+    }
+    if best == u32::MAX {
+        return None;
+    }
+    for l in lists.iter_mut() {
+        if l.first() == Some(&best) {
+            *l = &l[1..];
+        }
+    }
+    Some(best)
 }
 
 #[derive(Debug)]
@@ -569,7 +608,12 @@ impl CompiledPolicy {
                 continue;
             }
             match guard(&r.when, &policy, Some(&sel)) {
-                Some(keys) => keys.iter().for_each(|k| index.insert(k, id)),
+                Some(keys) => {
+                    keys.iter().for_each(|k| index.insert(k, id));
+                    if keys.iter().any(Key::reads_destination_address) {
+                        index.by_destination.push(id);
+                    }
+                }
                 None => {
                     unindexed += 1;
                     index.always.push(id);
@@ -615,30 +659,51 @@ impl CompiledPolicy {
     pub fn decide_traced(&self, m: &ConnMeta<'_>, mut seen: impl FnMut(RuleId, bool)) -> Decision {
         let mut lists: SmallVec<[&[u32]; 16]> = SmallVec::new();
         self.index.candidates(m, &mut lists);
-        loop {
-            let mut best = u32::MAX;
-            for l in &lists {
-                if let Some(&h) = l.first() {
-                    best = best.min(h);
-                }
-            }
-            if best == u32::MAX {
-                return self.unmatched;
-            }
-            for l in lists.iter_mut() {
-                if l.first() == Some(&best) {
-                    *l = &l[1..];
-                }
-            }
-            let Some(rule) = self.rules.get(best as usize) else {
-                return self.unmatched;
+        while let Some(id) = next_candidate(&mut lists) {
+            let Some(rule) = self.rules.get(id as usize) else {
+                break;
             };
             let hit = rule.expr.eval(m);
-            seen(RuleId(best), hit);
+            seen(RuleId(id), hit);
             if hit {
                 return rule.decision;
             }
         }
+        self.unmatched
+    }
+
+    /// Decides before the destination address is known (a host name not yet resolved):
+    /// `Some` when the decision is the same for every address the name could resolve to,
+    /// whatever its geolocation; `None` when it may depend on the address, so the caller must
+    /// resolve and decide per address. `m`'s destination address, country and continent are
+    /// ignored.
+    ///
+    /// Rules are walked in order as by [`decide`](Self::decide), each evaluated in
+    /// three-valued logic: a rule false for every address is passed over, the first rule true
+    /// for every address decides, and a rule that may hold for some address before that
+    /// means `None`. Candidates are the index's hits on the fields that are known, plus
+    /// every rule filed under a destination key.
+    pub fn decide_without_address(&self, m: &ConnMeta<'_>) -> Option<Decision> {
+        let m = ConnMeta {
+            dst_ip: None,
+            dst_country: "",
+            dst_continent: "",
+            ..*m
+        };
+        let mut lists: SmallVec<[&[u32]; 16]> = SmallVec::new();
+        self.index.candidates(&m, &mut lists);
+        if !self.index.by_destination.is_empty() {
+            lists.push(&self.index.by_destination);
+        }
+        while let Some(id) = next_candidate(&mut lists) {
+            let rule = self.rules.get(id as usize)?;
+            match rule.expr.eval_without_address(&m) {
+                Some(true) => return Some(rule.decision),
+                Some(false) => {}
+                None => return None,
+            }
+        }
+        Some(self.unmatched)
     }
 }
 
@@ -656,4 +721,184 @@ pub fn decide_reference(policy: &Policy, m: &ConnMeta<'_>) -> Decision {
         }
     }
     Decision::unmatched(policy.default_action)
+}
+
+/// The naive meaning of [`CompiledPolicy::decide_without_address`]: every enabled rule in
+/// order, evaluated in three-valued logic with the destination address unknown.
+pub fn decide_reference_without_address(policy: &Policy, m: &ConnMeta<'_>) -> Option<Decision> {
+    for (i, r) in policy.rules.iter().enumerate() {
+        if !r.enabled {
+            continue;
+        }
+        if crate::expr::eval::eval_without_address(&r.when, m, &policy.lists)? {
+            return Some(Decision {
+                rule: Some(RuleId(u32::try_from(i).unwrap_or(u32::MAX))),
+                action: r.action,
+                pool: r.pool,
+                family: r.family,
+            });
+        }
+    }
+    Some(Decision::unmatched(policy.default_action))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(rules: &str) -> CompiledPolicy {
+        let text = format!(
+            "[geoip]\ndatabase = \"/nonexistent/country.mmdb\"\n\n[policy]\ndefault_action = \"block\"\n\n{rules}"
+        );
+        let c = crate::check_str("rules.toml", &text);
+        assert!(!c.diags.has_errors(), "{}", c.render());
+        CompiledPolicy::new(c.policy.expect("valid policy"))
+    }
+
+    fn rule_name(t: &CompiledPolicy, d: Option<Decision>) -> Option<&str> {
+        d.map(|d| {
+            d.rule
+                .and_then(|r| t.policy().rule(r))
+                .map_or("(none)", |r| &r.name)
+        })
+    }
+
+    /// Each side of the answer, on a hand-written policy: a rule on the host name alone
+    /// decides before resolving; a rule on the address or its country before it means
+    /// "resolve first"; rules that cannot match are passed over whatever they read.
+    #[test]
+    fn decides_without_the_address_only_where_it_cannot_matter() {
+        let t = table(
+            r#"
+[[rule]]
+name = "mail-by-address"
+when = 'net.dst.port == 25 and net.dst.ip == 192.0.2.0/24'
+action = "default"
+
+[[rule]]
+name = "iberia"
+when = 'net.fqdn.host == "es.example" and net.dst.geo.country in {"ES" "PT"}'
+action = "default"
+
+[[rule]]
+name = "not-the-lab"
+when = 'net.fqdn.host == "lab.example" and net.dst.ip != 10.0.0.0/8'
+action = "block"
+
+[[rule]]
+name = "ssh"
+when = "net.dst.port == 22"
+action = "block"
+
+[[rule]]
+name = "ads"
+when = 'net.fqdn.host in {"ads.example" "es.example" "lab.example"} or (net.dst.ip == 203.0.113.0/24 and net.dst.port == 8443)'
+action = "block"
+
+[[rule]]
+name = "web"
+when = "net.dst.port in {80 443}"
+action = "default"
+"#,
+        );
+        let at = |host: &'static str, port: u16| ConnMeta {
+            host,
+            dst_port: port,
+            ..ConnMeta::default()
+        };
+        let free = |m: ConnMeta<'_>| {
+            let d = t.decide_without_address(&m);
+            assert_eq!(d, decide_reference_without_address(t.policy(), &m), "{m:?}");
+            rule_name(&t, d).map(str::to_string)
+        };
+        // The host alone decides: the earlier rules cannot hold on port 80.
+        assert_eq!(free(at("ads.example", 80)).as_deref(), Some("ads"));
+        // The port alone decides, for any host.
+        assert_eq!(free(at("ok.example", 22)).as_deref(), Some("ssh"));
+        assert_eq!(free(at("ok.example", 443)).as_deref(), Some("web"));
+        // Nothing can match: `[policy] default_action` applies without resolving.
+        assert_eq!(free(at("ok.example", 8080)).as_deref(), Some("(none)"));
+        // The address part of "ads" could match on port 8443.
+        assert_eq!(free(at("ok.example", 8443)), None);
+        // An earlier rule on the address could match port 25.
+        assert_eq!(free(at("ads.example", 25)), None);
+        // An earlier rule on the destination country could match this host.
+        assert_eq!(free(at("es.example", 80)), None);
+        // `!=` on an unknown address is unknown too, not true or false.
+        assert_eq!(free(at("lab.example", 80)), None);
+        // The address is ignored when given: the answer must hold for every address.
+        let given = ConnMeta {
+            dst_ip: Some("192.0.2.1".parse().unwrap()),
+            dst_country: "ES",
+            ..at("ads.example", 25)
+        };
+        assert_eq!(free(given), None);
+        assert_eq!(
+            t.decide(&given)
+                .rule
+                .and_then(|r| t.policy().rule(r))
+                .unwrap()
+                .name,
+            "mail-by-address"
+        );
+    }
+
+    /// Kleene's logic on the unknown address: `not`, `xor` and `or` keep it unknown unless the
+    /// known side settles the answer.
+    #[test]
+    fn unknown_address_propagates_through_operators() {
+        let cases = [
+            ("not net.dst.ip == 10.0.0.0/8", None),
+            (
+                "not (net.dst.ip == 10.0.0.0/8 and net.dst.port == 1)",
+                Some(true),
+            ),
+            ("net.dst.ip == 10.0.0.0/8 or net.dst.port == 80", Some(true)),
+            ("net.dst.ip == 10.0.0.0/8 or net.dst.port == 1", None),
+            (
+                "net.dst.ip == 10.0.0.0/8 and net.dst.port == 1",
+                Some(false),
+            ),
+            ("net.dst.ip == 10.0.0.0/8 xor net.dst.port == 80", None),
+            ("net.dst.port == 80 xor net.dst.port == 1", Some(true)),
+            (
+                "net.dst.geo.continent == \"EU\" or net.fqdn.host == \"x.example\"",
+                Some(true),
+            ),
+            ("net.dst.geo.continent != \"EU\"", None),
+            (
+                "all(net.fqdn.domains[*] != \"example\") or net.dst.ip != ::/0",
+                None,
+            ),
+            (
+                "any(net.fqdn.domains[*] == \"example\") and net.dst.ip in $nets",
+                None,
+            ),
+            (
+                "net.fqdn.host matches \"^x\" and not net.dst.ip in $nets",
+                None,
+            ),
+            (
+                "net.fqdn.host matches \"^y\" and not net.dst.ip in $nets",
+                Some(false),
+            ),
+        ];
+        for (when, expected) in cases {
+            let t = table(&format!(
+                "[[list]]\nname = \"nets\"\nkind = \"ip\"\nitems = [\"10.0.0.0/8\"]\n\n[[rule]]\nname = \"r\"\nwhen = '{when}'\naction = \"default\"\n"
+            ));
+            let m = ConnMeta {
+                host: "x.example",
+                dst_port: 80,
+                ..ConnMeta::default()
+            };
+            let got = t.decide_without_address(&m).map(|d| d.rule.is_some());
+            assert_eq!(got, expected, "{when}");
+            assert_eq!(
+                decide_reference_without_address(t.policy(), &m).map(|d| d.rule.is_some()),
+                expected,
+                "{when} (reference)"
+            );
+        }
+    }
 }

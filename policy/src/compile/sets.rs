@@ -51,6 +51,10 @@ impl IpSet {
         }
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.v4.is_empty() && self.v6.is_empty()
+    }
+
     pub fn contains(&self, ip: IpAddr) -> bool {
         match ip {
             IpAddr::V4(a) => find(&self.v4, u32::from(a)),
@@ -92,6 +96,10 @@ impl StrSet {
             items: items.into_iter().map(|s| s.as_str().into()).collect(),
             domains,
         }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
     }
 
     pub fn contains(&self, s: &str) -> bool {

@@ -105,6 +105,15 @@ impl Field {
         }
     }
 
+    /// Whether the field's value comes from the destination address (the address itself, or
+    /// its country and continent): unknown until the host name is resolved.
+    pub fn reads_destination_address(self) -> bool {
+        matches!(
+            self,
+            Field::Ip(IpField::Dst) | Field::Str(StrField::DstCountry | StrField::DstContinent)
+        )
+    }
+
     /// Whether the field needs a geolocation database.
     pub fn is_geo(self) -> bool {
         matches!(

@@ -26,6 +26,64 @@ pub fn eval(
     }
 }
 
+/// Evaluates `e` with the destination address unknown (Kleene's three-valued logic):
+/// `Some(b)` when `e` is `b` whatever the address and its geolocation turn out to be, `None`
+/// when that may depend on them. Tests on fields that read the destination address are
+/// unknown (false only when they hold for no value at all); `m`'s values for those fields are
+/// ignored.
+pub fn eval_without_address(e: &Expr, m: &ConnMeta<'_>, lists: &[List]) -> Option<bool> {
+    match e {
+        Expr::True => Some(true),
+        Expr::Test(t) if t.kind.field().reads_destination_address() => {
+            accepts_nothing(&t.kind, lists).then_some(false)
+        }
+        Expr::Test(t) => Some(test(&t.kind, m, lists)),
+        Expr::Not(e) => eval_without_address(e, m, lists).map(|b| !b),
+        Expr::And(es) => {
+            let mut known = true;
+            for e in es {
+                match eval_without_address(e, m, lists) {
+                    Some(false) => return Some(false),
+                    Some(true) => {}
+                    None => known = false,
+                }
+            }
+            known.then_some(true)
+        }
+        Expr::Or(es) => {
+            let mut known = true;
+            for e in es {
+                match eval_without_address(e, m, lists) {
+                    Some(true) => return Some(true),
+                    Some(false) => {}
+                    None => known = false,
+                }
+            }
+            known.then_some(false)
+        }
+        Expr::Xor(a, b) => {
+            Some(eval_without_address(a, m, lists)? != eval_without_address(b, m, lists)?)
+        }
+    }
+}
+
+/// Whether a test holds for no value at all (`in` an empty list, or a list of another kind):
+/// then it is false whatever the address.
+fn accepts_nothing(k: &TestKind, lists: &[List]) -> bool {
+    let items = |id| list(lists, id).map(|l| &l.items);
+    match k {
+        TestKind::Ip(_, IpPred::In(ns)) => ns.is_empty(),
+        TestKind::Ip(_, IpPred::InList(id)) => {
+            !matches!(items(*id), Some(ListItems::Ip(ns)) if !ns.is_empty())
+        }
+        TestKind::Str(_, StrPred::In(vs)) => vs.is_empty(),
+        TestKind::Str(_, StrPred::InList(id)) => {
+            !matches!(items(*id), Some(ListItems::Str(vs)) if !vs.is_empty())
+        }
+        _ => false,
+    }
+}
+
 fn list(lists: &[List], id: ListId) -> Option<&List> {
     lists.get(id.0 as usize)
 }

@@ -17,7 +17,7 @@ pub mod resolv_conf;
 mod resolver;
 mod search;
 #[cfg(test)]
-mod test_server;
+pub(crate) mod test_server;
 mod transport;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

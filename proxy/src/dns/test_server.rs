@@ -14,6 +14,7 @@ use std::thread::JoinHandle;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
+pub(crate) use super::message::tests::a;
 use super::message::tests::{reply_to, soa};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -58,52 +58,54 @@ fn refusal(e: &OpenError, target: &Target, rule: Option<&str>) -> (u16, &'static
                 rule.unwrap_or("?")
             ),
         ),
-        OpenError::Dial { error, dst, .. } => match error {
-            DialError::Blocked => (
-                403,
-                "http_request_denied",
-                match rule {
-                    Some(r) => format!("blocked by rule \"{r}\""),
-                    None => "blocked by the policy's default action".to_string(),
-                },
-            ),
-            DialError::Denied => (
-                403,
-                "destination_ip_prohibited",
-                format!(
-                    "denied destination: {} is in [proxy] deny_destinations",
-                    dst.ip()
+        OpenError::Dial { error, dst, .. } => {
+            // The address dialled; none when the name was refused before resolving.
+            let denied_ip = dst.map_or_else(|| host.clone(), |d| d.ip().to_string());
+            let dst = dst.map_or(host, |d| d.to_string());
+            match error {
+                DialError::Blocked => (
+                    403,
+                    "http_request_denied",
+                    match rule {
+                        Some(r) => format!("blocked by rule \"{r}\""),
+                        None => "blocked by the policy's default action".to_string(),
+                    },
                 ),
-            ),
-            DialError::NoEgress(tried) => (
-                503,
-                "proxy_internal_error",
-                format!("no egress address: {}", tried.join("; ")),
-            ),
-            DialError::FallbackFailed { tried, error } => (
-                502,
-                "destination_unavailable",
-                format!(
-                    "no egress address ({}), and the default address failed too: {error}",
-                    tried.join("; ")
+                DialError::Denied => (
+                    403,
+                    "destination_ip_prohibited",
+                    format!("denied destination: {denied_ip} is in [proxy] deny_destinations"),
                 ),
-            ),
-            DialError::Connect(io) if io.kind() == io::ErrorKind::TimedOut => (
-                504,
-                "connection_timeout",
-                format!("upstream {dst} did not answer in time"),
-            ),
-            DialError::Connect(io) if io.kind() == io::ErrorKind::ConnectionRefused => (
-                502,
-                "connection_refused",
-                format!("upstream {dst} refused the connection"),
-            ),
-            DialError::Connect(io) => (
-                502,
-                "destination_unavailable",
-                format!("cannot connect to upstream {dst}: {io}"),
-            ),
-        },
+                DialError::NoEgress(tried) => (
+                    503,
+                    "proxy_internal_error",
+                    format!("no egress address: {}", tried.join("; ")),
+                ),
+                DialError::FallbackFailed { tried, error } => (
+                    502,
+                    "destination_unavailable",
+                    format!(
+                        "no egress address ({}), and the default address failed too: {error}",
+                        tried.join("; ")
+                    ),
+                ),
+                DialError::Connect(io) if io.kind() == io::ErrorKind::TimedOut => (
+                    504,
+                    "connection_timeout",
+                    format!("upstream {dst} did not answer in time"),
+                ),
+                DialError::Connect(io) if io.kind() == io::ErrorKind::ConnectionRefused => (
+                    502,
+                    "connection_refused",
+                    format!("upstream {dst} refused the connection"),
+                ),
+                DialError::Connect(io) => (
+                    502,
+                    "destination_unavailable",
+                    format!("cannot connect to upstream {dst}: {io}"),
+                ),
+            }
+        }
     }
 }
 

@@ -148,7 +148,7 @@ pub fn record_open_error(rec: &mut ConnRecord, generation: &GenRef, e: &OpenErro
             error,
         } => {
             rec.decided(generation, *decision);
-            rec.dialled = Some(*dst);
+            rec.dialled = *dst;
             rec.tried = error.tried().to_vec();
             match error {
                 DialError::Blocked => Outcome::Blocked,

@@ -1,6 +1,7 @@
-//! Opening the upstream for a target: resolve a host name, decide for each address dialled,
-//! order the attempts by the rule's address family (Happy Eyeballs for `auto`, RFC 8305), and
-//! race them with a head start for the earlier ones.
+//! Opening the upstream for a target: block a host name the policy blocks whatever it resolves
+//! to before asking DNS about it, else resolve it, decide for each address dialled, order the
+//! attempts by the rule's address family (Happy Eyeballs for `auto`, RFC 8305), and race them
+//! with a head start for the earlier ones.
 
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -60,7 +61,9 @@ pub struct Opened {
 pub enum OpenError {
     Resolve(DnsError),
     Dial {
-        dst: SocketAddr,
+        /// The address the decision was made for; `None` when a host name was decided (and
+        /// blocked) before it was resolved, so nothing was dialled.
+        dst: Option<SocketAddr>,
         decision: Decision,
         error: DialError,
     },
@@ -72,33 +75,62 @@ impl std::fmt::Display for OpenError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             OpenError::Resolve(e) => write!(f, "resolve: {e}"),
-            OpenError::Dial { dst, error, .. } => write!(f, "{dst}: {error}"),
+            OpenError::Dial {
+                dst: Some(dst),
+                error,
+                ..
+            } => write!(f, "{dst}: {error}"),
+            OpenError::Dial {
+                dst: None, error, ..
+            } => write!(f, "{error} (before resolving)"),
             OpenError::NoAddress => f.write_str("no address of a family the rule allows"),
         }
     }
 }
 
-/// The decision for one dialled address.
-pub fn decide(generation: &Generation, conn: &ConnInfo, host: &str, dst: SocketAddr) -> Decision {
-    let query = Query {
+/// What the policy is asked about a connection to `host` (at `dst_ip`, when known).
+fn query<'a>(conn: &'a ConnInfo, host: &'a str, dst_ip: Option<IpAddr>, port: u16) -> Query<'a> {
+    Query {
         user: &conn.user,
         fingerprint: conn.device.as_ref(),
         listener: &conn.listener,
         src: Some(conn.client),
-        dst_ip: Some(dst.ip()),
-        dst_port: dst.port(),
+        dst_ip,
+        dst_port: port,
         host,
         protocol: Protocol::Tcp,
-    };
+    }
+}
+
+/// The decision for one dialled address.
+pub fn decide(generation: &Generation, conn: &ConnInfo, host: &str, dst: SocketAddr) -> Decision {
+    let query = query(conn, host, Some(dst.ip()), dst.port());
     let table = &generation.table;
     let facts = table.directory().facts(&query, generation.geolocation());
     table.decide(&facts.meta())
 }
 
-/// Resolves, decides and dials. With `Reuse::Idle` (plain-HTTP forwarding), a connection the
-/// session holds, or an idle one the shard parked, from the very source the dial would use to
-/// the same destination is taken instead of a new one; the held connection's destination is
-/// tried first when it is among the candidates.
+/// The decision for a host name before it is resolved, when no address it could resolve to
+/// (nor that address's country) would change it; `None` when it may.
+pub fn decide_before_resolving(
+    generation: &Generation,
+    conn: &ConnInfo,
+    host: &str,
+    port: u16,
+) -> Option<Decision> {
+    let query = query(conn, host, None, port);
+    let table = &generation.table;
+    let facts = table.directory().facts(&query, generation.geolocation());
+    table.decide_without_address(&facts.meta())
+}
+
+/// Resolves, decides and dials. A host name blocked whatever it resolves to is refused before
+/// any DNS query; other decisions made before resolving still resolve (the dial needs an
+/// address, and `deny_destinations` and the rule's family are checked on it). With
+/// `Reuse::Idle` (plain-HTTP forwarding), a connection the session holds, or an idle one the
+/// shard parked, from the very source the dial would use to the same destination is taken
+/// instead of a new one; the held connection's destination is tried first when it is among
+/// the candidates.
 pub async fn open(
     ctx: &Ctx,
     generation: &GenRef,
@@ -115,6 +147,16 @@ pub async fn open(
     let addrs: Vec<IpAddr> = match target.ip {
         Some(ip) => vec![ip],
         None => {
+            if let Some(decision) =
+                decide_before_resolving(generation, conn, &target.host, target.port)
+                && decision.action == Action::Block
+            {
+                return Err(OpenError::Dial {
+                    dst: None,
+                    decision,
+                    error: DialError::Blocked,
+                });
+            }
             let found = ctx
                 .resolver
                 .lookup(&target.host)
@@ -199,7 +241,7 @@ async fn dial_one(
             decision,
         }),
         Err(error) => Err(OpenError::Dial {
-            dst,
+            dst: Some(dst),
             decision,
             error,
         }),
@@ -272,8 +314,13 @@ fn start(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::accesslog::ConnRecord;
+    use crate::dns::test_server::{FakeDns, a, zone};
+    use crate::outcome::Outcome;
+    use crate::session::record_open_error;
     use crate::testutil::{
-        SESSION_HOSTS, SESSION_POLICY, ctx, generation, listener, on_test_shard as on_shard,
+        SESSION_HOSTS, SESSION_POLICY, ctx, ctx_with_nameserver, generation, listener,
+        on_test_shard as on_shard,
     };
 
     fn who() -> ConnInfo {
@@ -324,17 +371,21 @@ mod tests {
                 .await
                 .unwrap_err();
             assert!(matches!(e, OpenError::NoAddress), "{e}");
-            // Decided per address: the block names the rule that decided.
+            // Blocked whatever the name resolves to: refused before resolving, nothing
+            // dialled, and the block names the rule that decided.
             let e = open(&ctx, &g, &who(), &named("blocked.test", 80), Reuse::Never)
                 .await
                 .unwrap_err();
             let OpenError::Dial {
-                decision, error, ..
+                decision,
+                error,
+                dst,
             } = &e
             else {
                 panic!("{e}")
             };
             assert!(matches!(error, DialError::Blocked));
+            assert_eq!(*dst, None);
             let rule = decision.rule.and_then(|r| g.policy().rule(r)).unwrap();
             assert_eq!(rule.name, "blocked-name");
             // An IP literal is decided as it is, without resolving.
@@ -357,6 +408,121 @@ mod tests {
                 "{e}"
             );
         });
+    }
+
+    /// A name blocked whatever it resolves to, a name an earlier rule may let through by
+    /// address, and a name that rule does not let through; the test's DNS server knows all
+    /// three.
+    const BY_NAME_POLICY: &str = r#"
+[proxy]
+deny_destinations = []
+
+[[listener]]
+name = "main"
+bind = "127.0.0.1:0"
+
+[[rule]]
+name = "pinned"
+when = 'net.fqdn.host in {"pinned.test" "moved.test"} and net.dst.ip == 127.0.0.1'
+action = "default"
+
+[[rule]]
+name = "names"
+when = 'net.fqdn.host in {"blocked.test" "pinned.test" "moved.test"}'
+action = "block"
+
+[[rule]]
+name = "default"
+action = "default"
+"#;
+
+    fn by_name_dns() -> FakeDns {
+        FakeDns::start(zone(
+            vec![
+                a("blocked.test.", 60, [127, 0, 0, 1]),
+                a("pinned.test.", 60, [127, 0, 0, 1]),
+                a("moved.test.", 60, [127, 0, 0, 2]),
+            ],
+            60,
+        ))
+    }
+
+    fn queries_for(dns: &FakeDns, name: &str) -> usize {
+        dns.seen().iter().filter(|q| q.name == name).count()
+    }
+
+    #[test]
+    fn a_name_blocked_whatever_it_resolves_to_is_refused_without_a_dns_query() {
+        let dns = by_name_dns();
+        let ns = dns.addr;
+        on_shard(move |r| async move {
+            let (ctx, _) = ctx_with_nameserver(&r, BY_NAME_POLICY, "", ns);
+            let g = ctx.generation();
+            let e = open(&ctx, &g, &who(), &named("blocked.test", 443), Reuse::Never)
+                .await
+                .unwrap_err();
+            let OpenError::Dial {
+                dst: None,
+                decision,
+                error: DialError::Blocked,
+            } = &e
+            else {
+                panic!("not blocked before resolving: {e}")
+            };
+            let rule = decision.rule.and_then(|r| g.policy().rule(r)).unwrap();
+            assert_eq!(rule.name, "names");
+            // The access log names the rule, says blocked, and dialled nothing.
+            let mut rec = ConnRecord::default();
+            assert_eq!(record_open_error(&mut rec, &g, &e), Outcome::Blocked);
+            rec.settle();
+            assert_eq!(rec.rule.as_deref(), Some("names"));
+            assert_eq!(rec.dialled, None);
+            assert_eq!(
+                rec.error.as_deref(),
+                Some("blocked by policy (before resolving)")
+            );
+        });
+        assert_eq!(dns.count(), 0, "{:?}", dns.seen());
+    }
+
+    #[test]
+    fn a_name_an_earlier_rule_may_pass_by_address_is_resolved_and_decided_per_address() {
+        let dns = by_name_dns();
+        let ns = dns.addr;
+        on_shard(move |r| async move {
+            let (ctx, _) = ctx_with_nameserver(&r, BY_NAME_POLICY, "", ns);
+            let g = ctx.generation();
+            let rule_of = |d: &Decision| g.policy().rule(d.rule.unwrap()).unwrap().name.clone();
+            // Resolved to 127.0.0.1: the address rule lets it through.
+            let upstream = listener(&r, "127.0.0.1");
+            let port = upstream.local_addr().unwrap().port();
+            let (opened, accepted) = futures_lite::future::zip(
+                open(&ctx, &g, &who(), &named("pinned.test", port), Reuse::Never),
+                upstream.accept(),
+            )
+            .await;
+            let opened = opened.unwrap();
+            accepted.unwrap();
+            assert_eq!(opened.dst, SocketAddr::from(([127, 0, 0, 1], port)));
+            assert_eq!(rule_of(&opened.decision), "pinned");
+            // Resolved to 127.0.0.2: the address rule does not hold, the name rule blocks
+            // that address.
+            let e = open(&ctx, &g, &who(), &named("moved.test", 80), Reuse::Never)
+                .await
+                .unwrap_err();
+            let OpenError::Dial {
+                dst: Some(dst),
+                decision,
+                error: DialError::Blocked,
+            } = &e
+            else {
+                panic!("not blocked per address: {e}")
+            };
+            assert_eq!(*dst, SocketAddr::from(([127, 0, 0, 2], 80)));
+            assert_eq!(rule_of(decision), "names");
+        });
+        assert!(queries_for(&dns, "pinned.test.") > 0, "{:?}", dns.seen());
+        assert!(queries_for(&dns, "moved.test.") > 0, "{:?}", dns.seen());
     }
 
     #[test]

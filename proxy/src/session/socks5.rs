@@ -236,7 +236,7 @@ mod tests {
 
     fn dial_failed(errno: i32) -> OpenError {
         OpenError::Dial {
-            dst: UNSPECIFIED,
+            dst: Some(UNSPECIFIED),
             decision: Decision {
                 rule: None,
                 action: Action::Default,
@@ -386,12 +386,16 @@ mod session_tests {
             assert_eq!(rec.outcome, Outcome::Blocked);
             assert_eq!(rec.side, Some(Side::Policy));
             assert_eq!(rec.rule.as_deref(), Some("blocked-port"));
+            assert_eq!(rec.dialled, Some(port4));
 
+            // Blocked before resolving: the same reply and outcome, nothing dialled.
             let mut named = vec![5, 1, 0];
             named.extend(domain_request("blocked.test", 80));
             let (got, rec) = exchange(&r, "main", &named).await;
             assert_eq!(&got[..4], &[5, 0, 5, 2]);
+            assert_eq!(rec.outcome, Outcome::Blocked);
             assert_eq!(rec.rule.as_deref(), Some("blocked-name"));
+            assert_eq!(rec.dialled, None);
 
             let denied = SocketAddr::from(([127, 0, 0, 9], 80));
             let mut deny = vec![5, 1, 0];

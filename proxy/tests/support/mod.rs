@@ -1,9 +1,11 @@
 //! Test support shared by every file under `proxy/tests/`: the configuration every test starts
 //! from (`config`), real upstreams that report the peer address they saw, the real egressd
-//! binary started on port 0 with a config file, curl and a SOCKS5 client (`socks5`) as clients.
+//! binary started on port 0 with a config file, curl and a SOCKS5 client (`socks5`) as clients,
+//! and network namespaces with a DNS server of the test's own (`netns`).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod config;
+pub mod netns;
 pub mod socks5;
 
 // Not every test file builds a config.
