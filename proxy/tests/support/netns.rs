@@ -18,14 +18,6 @@ pub struct Netns {
     etc: Option<PathBuf>,
 }
 
-/// Whether this process may create network namespaces (tests that need one skip otherwise).
-pub fn can_create() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
-}
-
 impl Netns {
     /// A namespace named after this process and `tag`, with `lo` up.
     pub fn create(tag: &str) -> Netns {
