@@ -30,8 +30,7 @@ pub struct PoolId(pub u32);
 pub struct ProxySettings {
     /// 0 means one shard per allowed CPU.
     pub shards: u32,
-    /// Always `None` from a configuration: `admin` is refused until the admin endpoint exists
-    /// (the field stays so that the artifact format does not change).
+    /// Where the admin endpoint listens (loopback only), if anywhere.
     pub admin: Option<SocketAddr>,
     pub drain_timeout: Duration,
     pub handshake_timeout: Duration,

@@ -289,3 +289,265 @@ mod tests {
         assert!(same_secret(b"", b""));
     }
 }
+
+/// The running proxy as the admin endpoint sees it.
+pub struct Proxy {
+    pub shared: crate::state::Shared,
+    pub metrics: crate::metrics::Reader,
+    pub shards: usize,
+    /// Set as soon as a stop was asked for: `/readyz` answers 503 from then on.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// How long a scrape waits for the shards (each answers on its 50 ms tick).
+const SHARD_WAIT: Duration = Duration::from_secs(1);
+
+impl Admin for Proxy {
+    fn livez(&self) -> Reply {
+        let (_, answered) = self.metrics.collect(SHARD_WAIT);
+        if answered == self.shards {
+            Reply::text(200, "ok\n")
+        } else {
+            Reply::text(
+                503,
+                format!("{answered} of {} shards answered\n", self.shards),
+            )
+        }
+    }
+
+    fn readyz(&self) -> Reply {
+        if self.draining.load(Ordering::Relaxed) {
+            Reply::text(503, "draining\n")
+        } else {
+            Reply::text(
+                200,
+                format!("ready (generation {})\n", self.shared.load().id),
+            )
+        }
+    }
+
+    fn metrics(&self, openmetrics: bool) -> Reply {
+        let (snapshot, _) = self.metrics.collect(SHARD_WAIT);
+        let generation = self.shared.load();
+        let names: Vec<String> = generation
+            .policy()
+            .listeners
+            .iter()
+            .map(|l| l.name.clone())
+            .collect();
+        let body = exposition(
+            &snapshot,
+            &names,
+            generation.id,
+            generation.policy().rules.len(),
+            openmetrics,
+        );
+        Reply {
+            status: 200,
+            content_type: if openmetrics {
+                "application/openmetrics-text; version=1.0.0; charset=utf-8"
+            } else {
+                "text/plain; version=0.0.4; charset=utf-8"
+            },
+            body,
+        }
+    }
+}
+
+/// The Prometheus exposition of `s` (`listeners`: names by index). OpenMetrics when the
+/// scraper asks for it, else the 0.0.4 text format (counters' HELP and TYPE name the
+/// `_total` series, and no `# EOF`).
+pub fn exposition(
+    s: &crate::metrics::Snapshot,
+    listeners: &[String],
+    generation: u64,
+    rules: usize,
+    openmetrics: bool,
+) -> String {
+    use prometheus_client::metrics::counter::Counter;
+    use prometheus_client::metrics::family::Family;
+    use prometheus_client::metrics::gauge::Gauge;
+    use prometheus_client::registry::Registry;
+
+    type Labels = Vec<(&'static str, String)>;
+    let mut r = Registry::with_prefix("egressd");
+    let listener = |i: usize| listeners.get(i).cloned().unwrap_or_else(|| i.to_string());
+
+    let info = Family::<Labels, Gauge>::default();
+    info.get_or_create(&vec![("version", env!("CARGO_PKG_VERSION").to_string())])
+        .set(1);
+    r.register("build_info", "egressd's version (always 1)", info);
+
+    let accepted = Family::<Labels, Counter>::default();
+    let finished = Family::<Labels, Counter>::default();
+    for (i, l) in s.listeners.iter().enumerate() {
+        accepted
+            .get_or_create(&vec![("listener", listener(i))])
+            .inc_by(l.accepted);
+        for (o, n) in crate::outcome::Outcome::ALL.iter().zip(&l.finished) {
+            if *n == 0 {
+                continue;
+            }
+            let side = o.side().map_or("none", |s| match s {
+                crate::outcome::Side::Client => "client",
+                crate::outcome::Side::Policy => "policy",
+                crate::outcome::Side::Upstream => "upstream",
+                crate::outcome::Side::Internal => "internal",
+            });
+            finished
+                .get_or_create(&vec![
+                    ("listener", listener(i)),
+                    ("outcome", o.name().to_string()),
+                    ("side", side.to_string()),
+                ])
+                .inc_by(*n);
+        }
+    }
+    r.register(
+        "connections_accepted",
+        "Connections accepted, by listener",
+        accepted,
+    );
+    r.register(
+        "connections_finished",
+        "Connections and forwarded HTTP requests finished, by listener, outcome and failing side",
+        finished,
+    );
+
+    let pool_finished = Family::<Labels, Counter>::default();
+    let bytes = Family::<Labels, Counter>::default();
+    for (name, p) in &s.pools {
+        pool_finished
+            .get_or_create(&vec![("pool", name.clone())])
+            .inc_by(p.finished);
+        for (direction, n) in [("up", p.bytes_up), ("down", p.bytes_down)] {
+            bytes
+                .get_or_create(&vec![
+                    ("direction", direction.to_string()),
+                    ("pool", name.clone()),
+                ])
+                .inc_by(n);
+        }
+    }
+    r.register(
+        "pool_connections",
+        "Finished connections that a rule sent to a pool, by pool",
+        pool_finished,
+    );
+    r.register(
+        "relayed_bytes",
+        "Bytes relayed for connections sent to a pool, by direction (up: client to upstream) and pool",
+        bytes,
+    );
+
+    let rejected = Family::<Labels, Counter>::default();
+    rejected
+        .get_or_create(&vec![("reason", "max_connections".to_string())])
+        .inc_by(s.rejected_limit);
+    rejected
+        .get_or_create(&vec![("reason", "max_connections_per_client".to_string())])
+        .inc_by(s.rejected_per_client);
+    r.register(
+        "connections_rejected",
+        "Connections closed at accept for a connection limit, by limit",
+        rejected,
+    );
+    let panics = Counter::<u64>::default();
+    panics.inc_by(s.panics);
+    r.register(
+        "panics",
+        "Connection tasks that panicked (the shard kept serving)",
+        panics,
+    );
+    let dropped = Counter::<u64>::default();
+    dropped.inc_by(s.log_dropped);
+    r.register(
+        "access_log_dropped_lines",
+        "Access-log lines dropped because standard output did not keep up",
+        dropped,
+    );
+    let active = Gauge::<i64>::default();
+    active.set(i64::try_from(s.active).unwrap_or(i64::MAX));
+    r.register("active_connections", "Connections open now", active);
+    let serving = Gauge::<i64>::default();
+    serving.set(i64::try_from(generation).unwrap_or(i64::MAX));
+    r.register(
+        "policy_generation",
+        "The serving policy generation",
+        serving,
+    );
+    let rule_count = Gauge::<i64>::default();
+    rule_count.set(i64::try_from(rules).unwrap_or(i64::MAX));
+    r.register("policy_rules", "Rules in the serving policy", rule_count);
+
+    let mut out = String::new();
+    if openmetrics {
+        let _ = prometheus_client::encoding::text::encode(&mut out, &r);
+        return out;
+    }
+    let _ = prometheus_client::encoding::text::encode_registry(&mut out, &r);
+    // 0.0.4: a counter's HELP and TYPE lines name its sample, which ends in _total.
+    let mut text = String::with_capacity(out.len() + 256);
+    let mut counters = Vec::new();
+    for line in out.lines() {
+        if let Some(name) = line
+            .strip_prefix("# TYPE ")
+            .and_then(|l| l.strip_suffix(" counter"))
+        {
+            counters.push(name.to_string());
+        }
+    }
+    for line in out.lines() {
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|tag| {
+            let rest = line.strip_prefix(tag)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(&name.to_string())
+                .then(|| format!("{tag}{name}_total {tail}"))
+        });
+        text.push_str(renamed.as_deref().unwrap_or(line));
+        text.push('\n');
+    }
+    text
+}
+
+#[cfg(test)]
+mod exposition_tests {
+    use super::*;
+    use crate::metrics::ShardMetrics;
+
+    #[test]
+    fn counters_are_named_by_prometheus_conventions_in_both_formats() {
+        let m = ShardMetrics::new(1);
+        m.accepted(0);
+        m.finished(&crate::accesslog::ConnRecord {
+            outcome: crate::outcome::Outcome::Blocked,
+            ..Default::default()
+        });
+        let s = m.snapshot(0, 3);
+        let names = ["office".to_string()];
+        let text = exposition(&s, &names, 7, 12, false);
+        assert!(
+            text.contains("# TYPE egressd_connections_accepted_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("egressd_connections_accepted_total{listener=\"office\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("egressd_connections_finished_total{listener=\"office\",outcome=\"blocked\",side=\"policy\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("egressd_active_connections 3\n"), "{text}");
+        assert!(text.contains("egressd_policy_generation 7\n"), "{text}");
+        assert!(text.contains("egressd_build_info{version="), "{text}");
+        assert!(!text.contains("# EOF"), "{text}");
+        let om = exposition(&s, &names, 7, 12, true);
+        assert!(
+            om.contains("# TYPE egressd_connections_accepted counter\n"),
+            "{om}"
+        );
+        assert!(om.ends_with("# EOF\n"), "{om}");
+    }
+}

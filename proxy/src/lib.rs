@@ -4,7 +4,6 @@
 #![deny(unsafe_code)]
 
 mod accesslog;
-#[allow(dead_code, reason = "served once [proxy] admin is wired in (issue 13)")]
 mod admin;
 mod auth;
 pub mod commands;

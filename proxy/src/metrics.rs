@@ -100,8 +100,9 @@ impl ShardMetrics {
         }
     }
 
-    /// The counters as plain numbers (`log_dropped`: the shard's dropped access-log lines).
-    pub fn snapshot(&self, log_dropped: u64) -> Snapshot {
+    /// The counters as plain numbers (`log_dropped`: the shard's dropped access-log lines;
+    /// `active`: its open connections).
+    pub fn snapshot(&self, log_dropped: u64, active: u64) -> Snapshot {
         Snapshot {
             listeners: self
                 .listeners
@@ -130,6 +131,7 @@ impl ShardMetrics {
             rejected_per_client: self.rejected_per_client.get(),
             panics: self.panics.get(),
             log_dropped,
+            active,
         }
     }
 }
@@ -157,6 +159,8 @@ pub struct Snapshot {
     pub rejected_per_client: u64,
     pub panics: u64,
     pub log_dropped: u64,
+    /// Connections open when the snapshot was taken.
+    pub active: u64,
 }
 
 impl Snapshot {
@@ -185,6 +189,7 @@ impl Snapshot {
         self.rejected_per_client += other.rejected_per_client;
         self.panics += other.panics;
         self.log_dropped += other.log_dropped;
+        self.active += other.active;
     }
 
     /// Accepted connections over every listener.
@@ -249,10 +254,6 @@ impl Reader {
 
     /// The sum over every shard that answers within `limit` (blocking: not on a shard), and
     /// how many answered.
-    #[allow(
-        dead_code,
-        reason = "read by the admin endpoint's /metrics, which comes next; tested here"
-    )]
     pub fn collect(&self, limit: Duration) -> (Snapshot, usize) {
         let (tx, rx) = std::sync::mpsc::sync_channel(self.shards.len().max(1));
         let asked = self
@@ -307,8 +308,8 @@ mod tests {
         a.rejected_limit();
         assert_eq!(b.rejected_per_client(), 1);
         b.panicked();
-        let mut sum = a.snapshot(3);
-        sum.add(&b.snapshot(4));
+        let mut sum = a.snapshot(3, 0);
+        sum.add(&b.snapshot(4, 0));
         assert_eq!(sum.accepted(), 3);
         assert_eq!(sum.listeners[1].accepted, 2);
         assert_eq!(sum.finished(Outcome::Blocked), 2);
@@ -334,7 +335,7 @@ mod tests {
                         m.accepted(0);
                     }
                     // Answer on a tick, as a shard does, until the reader is gone.
-                    while requests.answer(|| m.snapshot(0)) {
+                    while requests.answer(|| m.snapshot(0, 0)) {
                         std::thread::sleep(Duration::from_millis(1));
                     }
                 })

@@ -16,6 +16,7 @@ use rand_core::RngCore;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use crate::accesslog::LogWriter;
+use crate::admin;
 use crate::control::{self, BuiltinSource, Control, FileSource, PolicySource};
 use crate::dns::ResolverConfig;
 use crate::metrics;
@@ -260,7 +261,27 @@ pub fn run(config: Option<PathBuf>, format: Option<LogFormat>) -> ExitCode {
         .collect();
     let first = shared.load();
     Summary::new(first.policy(), &bound).log(format, first.id, first.policy().rules.len());
+    let admin_addr = first.policy().settings.admin;
     drop(first);
+    let draining = Arc::new(AtomicBool::new(false));
+    if let Some(addr) = admin_addr {
+        let state = admin::Proxy {
+            shared: shared.clone(),
+            metrics: metrics.clone(),
+            shards,
+            draining: draining.clone(),
+        };
+        match admin::start(addr, None, Arc::new(state)) {
+            Ok(server) => {
+                tracing::info!(addr = %server.addr, "admin endpoint listening (/livez, /readyz, /healthz, /metrics)")
+            }
+            Err(e) => {
+                tracing::error!(addr = %addr, error = %e, "cannot listen on the admin address");
+                stop.store(true, Ordering::Relaxed);
+                return ExitCode::from(EX_OSERR);
+            }
+        }
+    }
 
     let control = Control {
         shared,
@@ -268,6 +289,8 @@ pub fn run(config: Option<PathBuf>, format: Option<LogFormat>) -> ExitCode {
         source,
     };
     let why = control.run(&events);
+    // Balancers asking /readyz learn at once that this node stops taking connections.
+    draining.store(true, Ordering::Relaxed);
     tracing::info!(
         signal = why,
         "stopping: no new connections, draining open tunnels"

@@ -148,7 +148,8 @@ impl Shard {
     }
 
     fn snapshot(&self) -> Snapshot {
-        self.metrics.snapshot(self.log.dropped())
+        self.metrics
+            .snapshot(self.log.dropped(), self.active.get() as u64)
     }
 
     /// Periodic work: the log handed on, socket pools topped up, cool-downs and idle upstream

@@ -223,22 +223,22 @@ fn an_unassigned_pool_address_is_a_warning_at_check_and_at_run() {
 }
 
 #[test]
-fn admin_is_refused_until_it_works() {
+fn a_non_loopback_admin_address_is_refused() {
     let dir = tempdir("preflight-admin");
     let config = Config::new()
-        .proxy("admin", "\"127.0.0.1:9090\"")
+        .proxy("admin", "\"0.0.0.0:9090\"")
         .catch_all()
         .to_string();
     let (code, out, err, cfg) = check(dir.path(), &config);
     assert_eq!(code, 1, "{out}{err}");
     let want = format!(
-        "{cfg}:{}: error: `admin` is not supported yet (the admin endpoint is planned); remove it\n",
-        at(&config, "\"127.0.0.1:9090\"")
+        "{cfg}:{}: error: `admin` must be a loopback address (127.0.0.1 or ::1): the endpoint has no authentication yet\n",
+        at(&config, "\"0.0.0.0:9090\"")
     );
     assert!(out.starts_with(&want), "{out}");
     let (code, _, err) = egressd(&["run", "-c", &cfg]);
     assert_eq!(code, 78, "{err}");
-    assert!(err.contains("`admin` is not supported yet"), "{err}");
+    assert!(err.contains("must be a loopback address"), "{err}");
 }
 
 /// Starts `egressd run -c config` (after `prefix`, a command that runs it) and reads its log
