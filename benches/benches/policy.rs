@@ -12,8 +12,15 @@ use egressd_policy::{
 
 const SIZES: &[usize] = &[10, 100, 1_000, 10_000, 100_000];
 
-fn decide(c: &mut Criterion) {
-    let mut g = c.benchmark_group("decide");
+/// Benchmarks a compiled call against its reference over policies of every size (the
+/// reference only up to 10,000 rules: it is linear).
+fn compare<T, R>(
+    c: &mut Criterion,
+    group: &str,
+    compiled: impl Fn(&CompiledPolicy, &egressd_policy::ConnMeta) -> T,
+    reference: impl Fn(&egressd_policy::Policy, &egressd_policy::ConnMeta) -> R,
+) {
+    let mut g = c.benchmark_group(group);
     g.measurement_time(Duration::from_secs(3))
         .warm_up_time(Duration::from_secs(1));
     for &n in SIZES {
@@ -25,14 +32,14 @@ fn decide(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("compiled", n), &n, |b, _| {
             b.iter(|| {
                 i = i.wrapping_add(1);
-                table.decide(black_box(&metas[i & 1023]))
+                compiled(&table, black_box(&metas[i & 1023]))
             })
         });
         if n <= 10_000 {
             g.bench_with_input(BenchmarkId::new("reference", n), &n, |b, _| {
                 b.iter(|| {
                     i = i.wrapping_add(1);
-                    decide_reference(&policy, black_box(&metas[i & 1023]))
+                    reference(&policy, black_box(&metas[i & 1023]))
                 })
             });
         }
@@ -40,32 +47,17 @@ fn decide(c: &mut Criterion) {
     g.finish();
 }
 
+fn decide(c: &mut Criterion) {
+    compare(c, "decide", |t, m| t.decide(m), decide_reference);
+}
+
 fn decide_before_resolving(c: &mut Criterion) {
-    let mut g = c.benchmark_group("decide_without_address");
-    g.measurement_time(Duration::from_secs(3))
-        .warm_up_time(Duration::from_secs(1));
-    for &n in SIZES {
-        let policy = egressd_benches::policy(n);
-        let table = CompiledPolicy::new(policy.clone());
-        let conns = synth::connections(1024, n, 42);
-        let metas: Vec<_> = conns.iter().map(|c| c.meta()).collect();
-        let mut i = 0usize;
-        g.bench_with_input(BenchmarkId::new("compiled", n), &n, |b, _| {
-            b.iter(|| {
-                i = i.wrapping_add(1);
-                table.decide_without_address(black_box(&metas[i & 1023]))
-            })
-        });
-        if n <= 10_000 {
-            g.bench_with_input(BenchmarkId::new("reference", n), &n, |b, _| {
-                b.iter(|| {
-                    i = i.wrapping_add(1);
-                    decide_reference_without_address(&policy, black_box(&metas[i & 1023]))
-                })
-            });
-        }
-    }
-    g.finish();
+    compare(
+        c,
+        "decide_without_address",
+        |t, m| t.decide_without_address(m),
+        decide_reference_without_address,
+    );
 }
 
 fn compile(c: &mut Criterion) {
