@@ -384,7 +384,10 @@ pub fn exposition(
         accepted
             .get_or_create(&vec![("listener", listener(i))])
             .inc_by(l.accepted);
-        for (o, n) in crate::outcome::Outcome::ALL.iter().zip(&l.finished) {
+        let combos = crate::metrics::PROTOCOLS
+            .iter()
+            .flat_map(|p| crate::outcome::Outcome::ALL.iter().map(move |o| (*p, *o)));
+        for ((protocol, o), n) in combos.zip(&l.finished) {
             if *n == 0 {
                 continue;
             }
@@ -397,6 +400,15 @@ pub fn exposition(
             finished
                 .get_or_create(&vec![
                     ("listener", listener(i)),
+                    (
+                        "protocol",
+                        if protocol.is_empty() {
+                            "none"
+                        } else {
+                            protocol
+                        }
+                        .to_string(),
+                    ),
                     ("outcome", o.name().to_string()),
                     ("side", side.to_string()),
                 ])
@@ -410,7 +422,8 @@ pub fn exposition(
     );
     r.register(
         "connections_finished",
-        "Connections and forwarded HTTP requests finished, by listener, outcome and failing side",
+        "Connections and forwarded HTTP requests finished, by listener, protocol (none: closed \
+         before its first byte), outcome and failing side",
         finished,
     );
 
@@ -536,7 +549,7 @@ mod exposition_tests {
             "{text}"
         );
         assert!(
-            text.contains("egressd_connections_finished_total{listener=\"office\",outcome=\"blocked\",side=\"policy\"} 1\n"),
+            text.contains("egressd_connections_finished_total{listener=\"office\",protocol=\"none\",outcome=\"blocked\",side=\"policy\"} 1\n"),
             "{text}"
         );
         assert!(text.contains("egressd_active_connections 3\n"), "{text}");

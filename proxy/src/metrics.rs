@@ -15,6 +15,16 @@ use serde::Serialize;
 use crate::accesslog::ConnRecord;
 use crate::outcome::Outcome;
 
+/// The protocols a finished connection is counted under (`ConnRecord::protocol`; "" when it
+/// ended before its first byte told).
+pub const PROTOCOLS: [&str; 4] = ["", "socks5", "http", "https"];
+
+/// Where a (protocol, outcome) pair is counted in `ListenerSnapshot::finished`.
+pub fn finished_index(protocol: &str, outcome: Outcome) -> usize {
+    let p = PROTOCOLS.iter().position(|p| *p == protocol).unwrap_or(0);
+    p * Outcome::ALL.len() + outcome.index()
+}
+
 fn bump(c: &Cell<u64>, n: u64) {
     c.set(c.get().wrapping_add(n));
 }
@@ -22,7 +32,7 @@ fn bump(c: &Cell<u64>, n: u64) {
 #[derive(Debug)]
 struct ListenerCounters {
     accepted: Cell<u64>,
-    /// Finished connections and forwarded requests, by `Outcome::index`.
+    /// Finished connections and forwarded requests, by `finished_index` (protocol, outcome).
     finished: Box<[Cell<u64>]>,
 }
 
@@ -53,7 +63,9 @@ impl ShardMetrics {
             listeners: (0..listeners)
                 .map(|_| ListenerCounters {
                     accepted: Cell::new(0),
-                    finished: Outcome::ALL.iter().map(|_| Cell::new(0)).collect(),
+                    finished: (0..PROTOCOLS.len() * Outcome::ALL.len())
+                        .map(|_| Cell::new(0))
+                        .collect(),
                 })
                 .collect(),
             pools: RefCell::new(HashMap::new()),
@@ -83,10 +95,10 @@ impl ShardMetrics {
         bump(&self.panics, 1);
     }
 
-    /// Counts a finished connection or request by its listener, outcome and pool.
+    /// Counts a finished connection or request by its listener, protocol, outcome and pool.
     pub fn finished(&self, rec: &ConnRecord) {
         if let Some(l) = self.listeners.get(rec.listener_index) {
-            bump(&l.finished[rec.outcome.index()], 1);
+            bump(&l.finished[finished_index(rec.protocol, rec.outcome)], 1);
         }
         if let Some(pool) = rec.pool_name() {
             let mut pools = self.pools.borrow_mut();
@@ -139,7 +151,7 @@ impl ShardMetrics {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ListenerSnapshot {
     pub accepted: u64,
-    /// By `Outcome::index`.
+    /// By `finished_index` (protocol, outcome).
     pub finished: Vec<u64>,
 }
 
@@ -197,11 +209,16 @@ impl Snapshot {
         self.listeners.iter().map(|l| l.accepted).sum()
     }
 
-    /// Finished connections and requests with this outcome, over every listener.
+    /// Finished connections and requests with this outcome, over every listener and
+    /// protocol.
     pub fn finished(&self, outcome: Outcome) -> u64 {
         self.listeners
             .iter()
-            .filter_map(|l| l.finished.get(outcome.index()))
+            .flat_map(|l| {
+                PROTOCOLS
+                    .iter()
+                    .filter_map(|p| l.finished.get(finished_index(p, outcome)))
+            })
             .sum()
     }
 
@@ -313,7 +330,10 @@ mod tests {
         assert_eq!(sum.accepted(), 3);
         assert_eq!(sum.listeners[1].accepted, 2);
         assert_eq!(sum.finished(Outcome::Blocked), 2);
-        assert_eq!(sum.listeners[1].finished[Outcome::Blocked.index()], 2);
+        assert_eq!(
+            sum.listeners[1].finished[finished_index("", Outcome::Blocked)],
+            2
+        );
         assert_eq!(sum.finished(Outcome::Ok), 1);
         assert_eq!(sum.finished_by_name()["relay_error"], 2);
         assert_eq!(

@@ -68,7 +68,7 @@ fn metrics_and_health_after_real_traffic() {
     assert_eq!(
         sample(
             &text,
-            "egressd_connections_finished_total{listener=\"office\",outcome=\"ok\",side=\"none\"}"
+            "egressd_connections_finished_total{listener=\"office\",protocol=\"socks5\",outcome=\"ok\",side=\"none\"}"
         ),
         Some(3.0),
         "{text}"
@@ -76,7 +76,7 @@ fn metrics_and_health_after_real_traffic() {
     assert_eq!(
         sample(
             &text,
-            "egressd_connections_finished_total{listener=\"office\",outcome=\"blocked\",side=\"policy\"}"
+            "egressd_connections_finished_total{listener=\"office\",protocol=\"socks5\",outcome=\"blocked\",side=\"policy\"}"
         ),
         Some(1.0),
         "{text}"
