@@ -489,9 +489,14 @@ fn refusals_say_why_in_one_line() {
         body,
         "502 Bad Gateway: upstream 127.0.0.1:1 refused the connection\n"
     );
-    let (_, body, _) = curl(&["-x", &p, "http://127.0.0.1:1/", "-p"]);
-    assert!(body.is_empty(), "CONNECT failures print no body in curl");
-    let rec = proxy.wait_record(|r| r["outcome"] == "connect_failed");
+    // A CONNECT refusal carries the same reason in its Proxy-Status field.
+    let (_, _, err) = curl(&["-v", "-x", &p, "http://127.0.0.1:1/", "-p"]);
+    assert!(
+        err.contains("< HTTP/1.1 502")
+            && err.contains("Proxy-Status: egressd; error=connection_refused"),
+        "{err}"
+    );
+    let rec = proxy.wait_record(|r| r["outcome"] == "connect_failed" && r["method"] == "CONNECT");
     assert_eq!(rec["side"], "upstream", "{rec}");
 }
 
